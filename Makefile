@@ -1,0 +1,55 @@
+# avsoundscape: the two commands of the README, and their helpers.
+#   make repro   install what is missing, then run the main job (dvc repro)
+#   make test    install what is missing, then run the whole test suite
+# The virtual env lives outside the checkout, keyed by a hash of requirements.lock,
+# so a second run on the same machine reuses it; a fresh machine builds it from nothing.
+# The env counts as built only once `.complete` is written: an interrupted build is redone.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+AVS_CACHE ?= $(HOME)/.cache/avsoundscape
+PINS_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
+ENV := $(AVS_CACHE)/env-$(PINS_HASH)
+BIN := $(ENV)/bin
+APT_PKGS := ffmpeg flite espeak-ng sox
+export DVC_NO_ANALYTICS := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: repro test env system lib readme bench clean-env
+
+repro: env
+	"$(BIN)/dvc" pull -q data.dvc
+	PATH="$(BIN):$$PATH" "$(BIN)/dvc" repro
+
+test: env
+	bash tests/run_all.sh "$(BIN)"
+
+env: system $(ENV)/.complete lib
+
+system:
+	@missing=""; for p in ffmpeg flite espeak-ng sox; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "apt-get: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; fi
+
+$(ENV)/.complete: requirements.lock
+	@echo "building the Python env in $(ENV) (first run on this machine: several minutes)"
+	rm -rf "$(ENV)" && mkdir -p "$(AVS_CACHE)"
+	$(PYTHON) -m venv "$(ENV)"
+	set -o pipefail; "$(BIN)/pip" install -q --no-input -r requirements.lock 2>&1 \
+	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	"$(BIN)/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch "$@"
+
+# The package itself: editable, against this checkout, no dependency resolution (seconds).
+lib:
+	@"$(BIN)/pip" install -q --no-input --no-deps --no-build-isolation -e . >/dev/null
+
+# README.md is generated from nbs/index.ipynb (quarto, which nbdev_readme needs, is not installable here).
+readme:
+	"$(BIN)/jupyter" nbconvert --log-level WARN --to markdown --output-dir . --output README nbs/index.ipynb
+
+bench: env
+	"$(BIN)/python" -m pytest bench -q
+
+clean-env:
+	rm -rf "$(ENV)"

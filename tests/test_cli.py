@@ -1,0 +1,51 @@
+"""The `avsoundscape` command: subcommands, error messages, lazy start-up."""
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+
+from avsoundscape.cli import COMMANDS, main
+from conftest import tone
+
+
+from pathlib import Path
+
+EXE = Path(sys.executable).parent / "avsoundscape"  # the console script of the installed package
+
+
+def run(*args):
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True)
+
+
+def test_help_imports_no_heavy_module():
+    code = ("import sys; from avsoundscape.cli import build_parser; build_parser().format_help();"
+            "heavy = [m for m in ('torch', 'numpy', 'av', 'soundfile', 'diffusers') if m in sys.modules];"
+            "print(heavy); assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_help_lists_subcommands():
+    r = run("--help")
+    assert r.returncode == 0
+    for name in COMMANDS:
+        assert name in r.stdout
+
+
+def test_info_and_convert(tmp_path, media, capsys):
+    sf.write(tmp_path / "in.wav", tone(8000, 1.0, channels=2), 8000)
+    assert main(["convert", str(tmp_path / "in.wav"), str(tmp_path / "out.wav")]) == 0
+    y, sr = sf.read(tmp_path / "out.wav")
+    assert sr == 16000 and y.ndim == 1 and len(y) == 16000
+    assert main(["info", str(media / "av.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert "streams: video, audio" in out and "96x64" in out and "48000 Hz x 2 ch" in out
+
+
+def test_bad_input_gives_one_clear_line(tmp_path):
+    (tmp_path / "empty.wav").touch()
+    r = run("convert", str(tmp_path / "empty.wav"), str(tmp_path / "o.wav"))
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"avsoundscape convert: error: {tmp_path / 'empty.wav'}: empty file (0 bytes)"
+    assert "Traceback" not in r.stderr
