@@ -11,7 +11,7 @@ AVS_CACHE ?= $(HOME)/.cache/avsoundscape
 PINS_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
 ENV := $(AVS_CACHE)/env-$(PINS_HASH)
 BIN := $(ENV)/bin
-APT_PKGS := ffmpeg flite espeak-ng sox
+APT_PKGS := ffmpeg flite espeak-ng sox git
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
@@ -26,12 +26,18 @@ test: env
 
 env: system $(ENV)/.complete lib
 
+# Debian packages: each command named in APT_PKGS comes from the package of the same name.
 system:
-	@missing=""; for p in ffmpeg flite espeak-ng sox; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "apt-get: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; fi
+	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "missing:$$missing; install them with your package manager" >&2; exit 1; }; \
+	  echo "apt-get: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-$(ENV)/.complete: requirements.lock
+# No prerequisite on purpose: the folder name already carries the hash of the pins, and a fresh
+# clone's file dates must not force a rebuild of an env that matches.
+$(ENV)/.complete:
 	@echo "building the Python env in $(ENV) (first run on this machine: several minutes)"
 	rm -rf "$(ENV)" && mkdir -p "$(AVS_CACHE)"
 	$(PYTHON) -m venv "$(ENV)"
