@@ -39,8 +39,40 @@ def _convert(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    from avsoundscape.core import AvsError
+    from avsoundscape.pairs import PairConfig, prepare
+
+    try:
+        i, n = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        raise AvsError(f"--shard {args.shard!r}: expected I/N, e.g. 0/4") from None
+    cfg = PairConfig(clip_seconds=args.clip_seconds, pairs_per_video=args.pairs_per_video, enhancer=args.enhancer,
+                     seed=args.seed, frame_size=args.frame_size, cond_frames=args.cond_frames)
+    s = prepare(args.data_dir, args.out_dir, cfg, layout=args.layout, workers=args.workers, shard=(i, n))
+    print(f"{s['examples']} examples from {s['videos'] - s['videos_skipped']} videos "
+          f"({s['videos_skipped']} skipped); {s['video_seconds_per_cpu_second']} s of video per CPU-second")
+    for sk in s["skipped"]:
+        print(f"  skipped {sk['reason']}")
+    return 0
+
+
 def _add_info(p):
     p.add_argument("files", nargs="+", help="audio or video files")
+
+
+def _add_prepare(p):
+    p.add_argument("data_dir", help="a folder of videos, an Acoustic-AVSpeech release, or a SynthScapes folder")
+    p.add_argument("out_dir", help="where shards, manifest.csv and summary.json go")
+    p.add_argument("--layout", default="auto", choices=["auto", "folder", "synthscapes", "acoustic-avspeech"])
+    p.add_argument("--clip-seconds", type=float, default=1.28)
+    p.add_argument("--pairs-per-video", type=int, default=4)
+    p.add_argument("--enhancer", default="classical", help="classical | none | oracle (SynthScapes ablation) | module:callable")
+    p.add_argument("--frame-size", type=int, default=128)
+    p.add_argument("--cond-frames", type=int, default=1, help="frames per condition clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--shard", default="0/1", help="I/N: this job's share of the videos (for cluster arrays)")
 
 
 def _add_convert(p):
@@ -51,6 +83,7 @@ def _add_convert(p):
 COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
     "convert": (_add_convert, _convert, "any audio (or a video's audio track) -> 16 kHz mono wav"),
+    "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
 }
 
 
