@@ -18,7 +18,7 @@ import yaml
 
 # %% auto #0
 __all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'merge_params', 'load_params',
-           'project_root', 'results_dir', 'atomic_path']
+           'project_root', 'results_dir', 'atomic_path', 'atomic_dir']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
 class AvsError(Exception):
@@ -132,3 +132,25 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #a90077bd
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
+    "Yield a temporary folder beside `dest`; on success swap it in for `dest`, on error remove it."
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
