@@ -133,7 +133,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink(missing_ok=True)
         raise
 
-# %% ../nbs/00_core.ipynb #a90077bd
+# %% ../nbs/00_core.ipynb #6501f8fd
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     "Yield a temporary folder beside `dest`; on success swap it in for `dest`, on error remove it."
