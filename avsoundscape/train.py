@@ -133,6 +133,11 @@ class Trainer:
 
     def resume(self) -> int:
         "Load the latest complete checkpoint, if any; return the step to continue from."
+        if self.acc.is_main_process and (self.out_dir / "checkpoints").is_dir():
+            for stale in (self.out_dir / "checkpoints").glob(".step-*"):  # left by a run killed while saving
+                log.warning("removing %s, a checkpoint whose writing was interrupted", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        self.acc.wait_for_everyone()
         ckpts = list_checkpoints(self.out_dir)
         if not ckpts:
             log.info("%s: no checkpoint, starting from step 0", self.out_dir)
@@ -184,8 +189,10 @@ class Trainer:
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
         sampler = StepBatchSampler(len(self.dataset), self.cfg.batch_size * self.cfg.grad_accum, self.cfg.seed,
                                    start=self.step, rank=self.acc.process_index, world=self.acc.num_processes, steps=end)
+        # its own generator: creating the iterator must not draw from the global RNG (a resumed run would diverge)
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
-                                             num_workers=self.cfg.num_workers)
+                                             num_workers=self.cfg.num_workers,
+                                             generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
         bar = tqdm(total=end, initial=self.step, desc="train", unit="step",
                    disable=not (progress and self.acc.is_local_main_process))
         self.model.train()
@@ -203,7 +210,7 @@ class Trainer:
                         self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                     self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
                 for k, v in (out.items() if isinstance(out, dict) else {"loss": out}.items()):
-                    logs[k] = logs.get(k, 0.0) + float(v) / self.cfg.grad_accum
+                    logs[k] = logs.get(k, 0.0) + float(torch.as_tensor(v).detach()) / self.cfg.grad_accum
             if self.ema is not None:
                 self.ema.step([p for p in self.acc.unwrap_model(self.model).parameters() if p.requires_grad])
             self.step += 1

@@ -1,0 +1,91 @@
+"""The training loop's contracts: resume equals an uninterrupted run, a kill while saving loses nothing
+but the checkpoint being written, and two processes (gloo on CPU) train with no code change."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from avsoundscape.core import AvsError
+from avsoundscape.train import StepBatchSampler, Trainer, TrainConfig, list_checkpoints
+
+SCRIPT = Path(__file__).parent / "scripts" / "toy_train.py"
+BIN = Path(sys.executable).parent
+
+
+def toy(out, **kw):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 3, generator=g)
+    data = torch.utils.data.TensorDataset(X, X @ torch.tensor([1.0, -2.0, 0.5]))
+    cfg = TrainConfig(**{"steps": 6, "batch_size": 8, "lr": 0.05, "warmup_steps": 1, "ckpt_every": 2, "keep_last": 5, **kw})
+    model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.2), nn.Linear(8, 1))  # dropout: RNG state must resume too
+    return Trainer(model, data, lambda m, b: torch.nn.functional.mse_loss(m(b[0]).squeeze(-1), b[1]), cfg, out)
+
+
+def test_resume_contract(tmp_path):
+    torch.manual_seed(0)
+    full = toy(tmp_path / "full").fit(progress=False)
+    torch.manual_seed(0)
+    toy(tmp_path / "cut").fit(stop_at=4, progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000002", "step-0000004"]
+    torch.manual_seed(123)  # a different process state: everything must come from the checkpoint
+    resumed = toy(tmp_path / "cut").fit(resume=True, progress=False)
+    assert resumed.step == 6
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    for p, q in zip(full.ema_model().parameters(), resumed.ema_model().parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    toy(tmp_path, steps=2).fit(progress=False)
+    with pytest.raises(AvsError, match="holds checkpoints already"):
+        toy(tmp_path, steps=4).fit(progress=False)
+
+
+def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "6", "--stall-save-at", "4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "saving").exists():
+        assert p.poll() is None, p.stderr.read().decode()
+        assert time.time() < deadline, "the run never reached the stalled save"
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert [c.name for c in list_checkpoints(out)] == ["step-0000002"]
+    leftovers = [c.name for c in (out / "checkpoints").iterdir() if c.name.startswith(".")]
+    assert leftovers, "the half-written checkpoint should be left under its temporary name"
+    r = subprocess.run([sys.executable, str(SCRIPT), str(out), "6", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "done at step 6" in r.stdout
+    assert [c.name for c in list_checkpoints(out)][-1] == "step-0000006"
+    assert not [c for c in (out / "checkpoints").iterdir() if c.name.startswith(".")], "stale temporary folders are cleaned"
+    r2 = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "ref"), "6"], capture_output=True, text=True)
+    assert r2.returncode == 0, r2.stderr
+    assert (out / "final.txt").read_text() == (tmp_path / "ref" / "final.txt").read_text()
+
+
+def test_two_processes_with_accelerate_launch(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `--multi_gpu` selects accelerate's torchrun launcher; with no GPU, Accelerator runs the processes on CPU (gloo)
+    r = subprocess.run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+                        str(SCRIPT), str(tmp_path / "ddp"), "4"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rank 0/2 done at step 4" in r.stdout and "rank 1/2 done at step 4" in r.stdout
+    assert [c.name for c in list_checkpoints(tmp_path / "ddp")] == ["step-0000002", "step-0000004"]
+
+
+def test_each_process_gets_its_slice_of_every_batch():
+    whole = StepBatchSampler(50, 8, seed=3)
+    halves = [StepBatchSampler(50, 8, seed=3, rank=r, world=2) for r in (0, 1)]
+    for step in range(10):
+        a, b = halves[0].batch(step), halves[1].batch(step)
+        assert sorted(a + b) == sorted(whole.batch(step)) and len(a) == len(b) == 4
