@@ -57,6 +57,23 @@ def _prepare(args) -> int:
     return 0
 
 
+def _stylize(args) -> int:
+    from avsoundscape.audio import load_audio, save_audio
+    from avsoundscape.core import AvsError
+    from avsoundscape.stylize import Stylizer, default_checkpoint, load_scene
+
+    if args.scene is None and args.scene_audio is None and args.scene_image is None:
+        raise AvsError("give a scene: --scene VIDEO, or --scene-audio AUDIO and/or --scene-image IMAGE")
+    speech = load_audio(args.input)
+    audio, image = load_scene(args.scene, args.scene_audio, args.scene_image)
+    model = Stylizer.from_pretrained(args.checkpoint or default_checkpoint(), device=args.device)
+    out = model.stylize(speech, audio, image, steps=args.steps, guidance=args.guidance, sampler=args.sampler,
+                        seed=args.seed, progress=True)
+    save_audio(args.output, out)
+    print(f"wrote {args.output} ({len(out) / 16000:.2f} s)")
+    return 0
+
+
 def _add_info(p):
     p.add_argument("files", nargs="+", help="audio or video files")
 
@@ -75,15 +92,55 @@ def _add_prepare(p):
     p.add_argument("--shard", default="0/1", help="I/N: this job's share of the videos (for cluster arrays)")
 
 
+def _add_stylize(p):
+    p.add_argument("input", help="clean speech (any audio file)")
+    p.add_argument("--scene", help="a video of the scene: its audio track and middle frame")
+    p.add_argument("--scene-audio", help="audio of the scene (instead of, or overriding, the video's)")
+    p.add_argument("--scene-image", help="a picture of the scene (instead of, or overriding, the video's frame)")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the weights shipped with the package)")
+    p.add_argument("-o", "--output", required=True, help="output .wav")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--sampler", choices=["dpmsolver++", "ddim"], default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
 def _add_convert(p):
     p.add_argument("input", help="any audio file, or a video with an audio track")
     p.add_argument("output", help="output .wav or .flac (16 kHz mono)")
+
+# %% ../nbs/12_cli.ipynb #bd10c88f
+def _add_synth(p):
+    import os
+
+    p.add_argument("out_dir", help="folder to write the dataset to (an older SynthScapes folder there is replaced)")
+    p.add_argument("--videos", type=int, default=100, help="number of videos, one scene each (default 100)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of every video in seconds (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole dataset: same seed, same data (default 0)")
+    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+                   help="worker processes (default: the CPU count, at most 8); the data does not depend on it")
+
+
+def _synth(args) -> int:
+    import time
+
+    from avsoundscape.synthscapes import generate
+
+    t0 = time.perf_counter()
+    s = generate(args.out_dir, args.videos, args.seconds, args.seed, args.workers, progress=True)
+    sp = s["splits"]
+    print(f"wrote {s['videos']} videos ({s['audio_seconds']:.0f} s of audio; train {sp['train']}, val {sp['val']}, "
+          f"test {sp['test']}) to {args.out_dir} in {time.perf_counter() - t0:.1f} s")
+    return 0
 
 # %% ../nbs/12_cli.ipynb #c0c1952c
 COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
     "convert": (_add_convert, _convert, "any audio (or a video's audio track) -> 16 kHz mono wav"),
+    "stylize": (_add_stylize, _stylize, "re-render speech as if recorded in a scene (video, audio and/or image)"),
     "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
+    "synth": (_add_synth, _synth, "generate SynthScapes, the embedded audio-visual dataset with ground truth"),
 }
 
 
