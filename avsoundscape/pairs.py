@@ -150,8 +150,14 @@ def plan_chunks(sources: list[VideoSource], per_chunk: int) -> list[tuple[str, l
 
 
 def _run_chunk(job) -> dict:
-    name, vids, cfg, out_dir = job
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(1)
+    with threadpool_limits(1):  # one BLAS/OpenMP thread per worker: workers, not threads, use the cores
+        return _chunk(*job)
+
+
+def _chunk(name, vids, cfg, out_dir) -> dict:
     enhancer, mel = get_enhancer(cfg.enhancer), LogMel()
     examples, skipped, seconds = [], [], 0.0
     t0, c0 = time.time(), time.process_time()
