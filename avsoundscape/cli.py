@@ -74,6 +74,20 @@ def _stylize(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from avsoundscape.core import load_params
+    from avsoundscape.stages import train_encoders, train_ldm
+
+    params = load_params(args.params)
+    out = args.out or f"results/train/{args.stage}"
+    if args.stage == "encoders":
+        folder = train_encoders(params, args.pairs, out, resume=args.resume)
+    else:
+        folder = train_ldm(params, args.pairs, out, resume=args.resume, init_encoders=args.init_encoders)
+    print(f"exported {folder}")
+    return 0
+
+
 def _add_info(p):
     p.add_argument("files", nargs="+", help="audio or video files")
 
@@ -104,6 +118,15 @@ def _add_stylize(p):
     p.add_argument("--sampler", choices=["dpmsolver++", "ddim"], default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def _add_train(p):
+    p.add_argument("stage", choices=["encoders", "ldm"], help="what to train")
+    p.add_argument("--params", default="params.yaml", help="params file (groups model, encoders, ldm, stylizer)")
+    p.add_argument("--pairs", default="results/prepare/pairs", help="shards written by `avsoundscape prepare`")
+    p.add_argument("--out", default=None, help="run folder (default results/train/STAGE)")
+    p.add_argument("--init-encoders", default=None, help="ldm: start the encoders from an `encoders` run's model/ folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
 
 
 def _add_convert(p):
@@ -139,6 +162,7 @@ COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
     "convert": (_add_convert, _convert, "any audio (or a video's audio track) -> 16 kHz mono wav"),
     "stylize": (_add_stylize, _stylize, "re-render speech as if recorded in a scene (video, audio and/or image)"),
+    "train": (_add_train, _train, "train a stage (encoders | ldm) on prepared pairs; --resume continues a run"),
     "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
     "synth": (_add_synth, _synth, "generate SynthScapes, the embedded audio-visual dataset with ground truth"),
 }
