@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import MelConfig
-from .core import AvsError, atomic_path, get_logger, resolve_device
+from .core import AvsError, atomic_path, get_logger, resolve_device, load_module_weights, read_module_config, save_module
 
 log = get_logger(__name__)
 
@@ -253,39 +253,13 @@ CODEC_JSON, CODEC_WEIGHTS = "codec.json", "codec.safetensors"
 
 def save_codec(codec: Codec, folder: str | os.PathLike) -> Path:
     "Write `codec.json` (+ `codec.safetensors` when it has weights) into `folder`; return the folder."
-    from safetensors.torch import save_file
-    from avsoundscape import __version__
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
-    if state:
-        with atomic_path(folder / CODEC_WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"kind": codec.kind})
-    with atomic_path(folder / CODEC_JSON) as tmp:
-        tmp.write_text(json.dumps({"avsoundscape_version": __version__, "config": codec.config}, indent=1))
-    return folder
+    return save_module(codec, folder, "codec", codec.config)
 
 
 def load_codec(folder: str | os.PathLike, device="cpu") -> Codec:
     "A codec saved by `save_codec`; errors name the folder and the missing file."
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AvsError(f"{folder}: codec folder not found (save_codec writes {CODEC_JSON} and {CODEC_WEIGHTS} there)")
-    if not (folder / CODEC_JSON).is_file():
-        raise AvsError(f"{folder}: no {CODEC_JSON} (the codec's config, written by save_codec)")
-    try:
-        config = json.loads((folder / CODEC_JSON).read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise AvsError(f"{folder / CODEC_JSON}: not a codec config ({e})") from None
-    codec = build_codec(config)
-    if len(codec.state_dict()):
-        if not (folder / CODEC_WEIGHTS).is_file():
-            raise AvsError(f"{folder}: no {CODEC_WEIGHTS}; a {codec.kind!r} codec needs its weights there")
-        codec.load_state_dict(load_file(str(folder / CODEC_WEIGHTS)))
-    return codec.to(resolve_device(device)).eval()
+    codec = build_codec(read_module_config(folder, "codec"))
+    return load_module_weights(codec, folder, "codec").to(resolve_device(device)).eval()
 
 # %% ../nbs/05_codec.ipynb #ea112ec3
 AUDIOLDM_HINT = ("an AudioLDM checkpoint in diffusers layout (e.g. a local copy of cvssp/audioldm-s-full-v2): "

@@ -24,7 +24,7 @@ import torchaudio
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
-from .core import AvsError, atomic_path, get_logger, merge_params, resolve_device
+from .core import AvsError, atomic_path, get_logger, merge_params, resolve_device, load_module_weights, read_module_config, save_module
 
 log = get_logger(__name__)
 
@@ -535,33 +535,10 @@ def load_open_clip_weights(encoder: ClipImageEncoder, path: str | os.PathLike, t
 # %% ../nbs/06_conditioning.ipynb #3491e5e9
 def save_conditioner(encoder: Conditioner, folder: str | os.PathLike, name: str = "conditioner") -> Path:
     "Write `<name>.json` (config + package version) and `<name>.safetensors` into `folder`; return the folder."
-    from safetensors.torch import save_file
-    from avsoundscape import __version__
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_path(folder / f"{name}.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"type": encoder.type})
-    with atomic_path(folder / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps({"avsoundscape_version": __version__, "config": encoder.config}, indent=1))
-    return folder
+    return save_module(encoder, folder, name, encoder.config)
 
 
 def load_conditioner(folder: str | os.PathLike, name: str = "conditioner", device="cpu") -> Conditioner:
     "A conditioner saved by `save_conditioner`, in eval mode; errors name the folder and the missing file."
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg_path, w_path = folder / f"{name}.json", folder / f"{name}.safetensors"
-    if not cfg_path.is_file():
-        raise AvsError(f"{folder}: no {cfg_path.name} (the conditioner's config, written by save_conditioner)")
-    try:
-        config = json.loads(cfg_path.read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise AvsError(f"{cfg_path}: not a conditioner config ({e})") from None
-    if not w_path.is_file():
-        raise AvsError(f"{folder}: no {w_path.name} (the conditioner's weights, written by save_conditioner)")
-    enc = build_conditioner(config)
-    _load_part(enc, {f"m.{k}": v for k, v in load_file(str(w_path)).items()}, "m.", w_path, f"{config['type']} conditioner")
-    return enc.to(resolve_device(device)).eval()
+    enc = build_conditioner(read_module_config(folder, name))
+    return load_module_weights(enc, folder, name).to(resolve_device(device)).eval()

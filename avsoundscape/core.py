@@ -18,7 +18,8 @@ import yaml
 
 # %% auto #0
 __all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'merge_params', 'load_params',
-           'project_root', 'results_dir', 'atomic_path', 'atomic_dir']
+           'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module', 'read_module_config',
+           'load_module_weights']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
 class AvsError(Exception):
@@ -156,3 +157,56 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #edc02593
+def save_module(module, folder: str | os.PathLike, name: str, config: dict) -> Path:
+    "Write `<name>.json` (config + package version) and, if `module` has weights, `<name>.safetensors`, atomically."
+    import json
+    from safetensors.torch import save_file
+    from avsoundscape import __version__
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if state:
+        with atomic_path(folder / f"{name}.safetensors") as tmp:
+            save_file(state, str(tmp))
+    with atomic_path(folder / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps({"avsoundscape_version": __version__, "config": config}, indent=1))
+    return folder
+
+
+def read_module_config(folder: str | os.PathLike, name: str) -> dict:
+    "The config saved by `save_module` in `folder`."
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AvsError(f"{folder}: {name} folder not found (expected {name}.json and its weights there)")
+    f = folder / f"{name}.json"
+    if not f.is_file():
+        raise AvsError(f"{folder}: no {name}.json (the {name}'s config)")
+    try:
+        return json.loads(f.read_text())["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise AvsError(f"{f}: not a saved {name} config ({e})") from None
+
+
+def load_module_weights(module, folder: str | os.PathLike, name: str, prefix: str = ""):
+    "Load `<name>.safetensors` into `module` strictly (keys optionally under `prefix`); return the module."
+    from safetensors.torch import load_file
+
+    expected = module.state_dict()
+    if not expected:
+        return module
+    f = Path(folder) / f"{name}.safetensors"
+    if not f.is_file():
+        raise AvsError(f"{f}: missing (the {name}'s weights)")
+    state = {prefix + k: v for k, v in load_file(str(f)).items()}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    bad = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or bad:
+        raise AvsError(f"{f}: weights do not match the {name} config (missing {missing[:3]}, unexpected "
+                       f"{unexpected[:3]}, wrong shape {bad[:3]})")
+    module.load_state_dict(state)
+    return module

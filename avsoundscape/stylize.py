@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
-from .core import AvsError, atomic_path, autocast_dtype, get_logger, resolve_device
+from .core import AvsError, atomic_path, autocast_dtype, get_logger, resolve_device, load_module_weights, read_module_config, save_module
 from .diffusion import ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
@@ -32,33 +32,14 @@ COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
 def save_denoiser(model: ConditionalDenoiser, folder: str | os.PathLike) -> Path:
     "`denoiser.json` (its config) + `denoiser.safetensors` (its weights) in `folder`."
     from dataclasses import asdict
-    from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "denoiser.json") as tmp:
-        tmp.write_text(json.dumps(asdict(model.config), indent=1))
-    with atomic_path(folder / "denoiser.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    return folder
+    return save_module(model, folder, "denoiser", asdict(model.config))
 
 
 def load_denoiser(folder: str | os.PathLike, device="cpu") -> ConditionalDenoiser:
     "A denoiser back from `save_denoiser`'s folder; errors name the missing file or keys."
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    for f in ("denoiser.json", "denoiser.safetensors"):
-        if not (folder / f).is_file():
-            raise AvsError(f"{folder / f}: missing (the denoiser needs denoiser.json and denoiser.safetensors)")
-    model = ConditionalDenoiser(DenoiserConfig(**json.loads((folder / "denoiser.json").read_text())))
-    state = load_file(str(folder / "denoiser.safetensors"))
-    missing, unexpected = sorted(set(model.state_dict()) - set(state)), sorted(set(state) - set(model.state_dict()))
-    if missing or unexpected:
-        raise AvsError(f"{folder / 'denoiser.safetensors'}: weights do not match denoiser.json "
-                       f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    model = ConditionalDenoiser(DenoiserConfig(**read_module_config(folder, "denoiser")))
+    return load_module_weights(model, folder, "denoiser").to(device).eval()
 
 
 def _io(name: str):

@@ -16,7 +16,7 @@ from torch import nn
 
 from .audio import MelConfig, mel_to_audio
 from .codec import check_pretrained_folder
-from .core import AvsError, atomic_path, get_logger, resolve_device
+from .core import AvsError, atomic_path, get_logger, resolve_device, load_module_weights, read_module_config, save_module
 
 log = get_logger(__name__)
 
@@ -305,39 +305,13 @@ VOCODER_JSON, VOCODER_WEIGHTS = "vocoder.json", "vocoder.safetensors"
 
 def save_vocoder(vocoder: Vocoder, folder: str | os.PathLike) -> Path:
     "Write `vocoder.json` (+ `vocoder.safetensors` when it has weights) into `folder`; return the folder."
-    from safetensors.torch import save_file
-    from avsoundscape import __version__
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in vocoder.state_dict().items()}
-    if state:
-        with atomic_path(folder / VOCODER_WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"kind": vocoder.kind})
-    with atomic_path(folder / VOCODER_JSON) as tmp:
-        tmp.write_text(json.dumps({"avsoundscape_version": __version__, "config": vocoder.config}, indent=1))
-    return folder
+    return save_module(vocoder, folder, "vocoder", vocoder.config)
 
 
 def load_vocoder(folder: str | os.PathLike, device="cpu") -> Vocoder:
     "A vocoder saved by `save_vocoder`; errors name the folder and the missing file."
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AvsError(f"{folder}: vocoder folder not found (save_vocoder writes {VOCODER_JSON} and {VOCODER_WEIGHTS} there)")
-    if not (folder / VOCODER_JSON).is_file():
-        raise AvsError(f"{folder}: no {VOCODER_JSON} (the vocoder's config, written by save_vocoder)")
-    try:
-        config = json.loads((folder / VOCODER_JSON).read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise AvsError(f"{folder / VOCODER_JSON}: not a vocoder config ({e})") from None
-    vocoder = build_vocoder(config)
-    if len(vocoder.state_dict()):
-        if not (folder / VOCODER_WEIGHTS).is_file():
-            raise AvsError(f"{folder}: no {VOCODER_WEIGHTS}; a {vocoder.kind!r} vocoder needs its weights there")
-        vocoder.load_state_dict(load_file(str(folder / VOCODER_WEIGHTS)))
-    return vocoder.to(resolve_device(device)).eval()
+    vocoder = build_vocoder(read_module_config(folder, "vocoder"))
+    return load_module_weights(vocoder, folder, "vocoder").to(resolve_device(device)).eval()
 
 # %% ../nbs/05a_vocoder.ipynb #fa7ac3ad
 def load_audioldm_vocoder(folder: str | os.PathLike, device="cpu") -> HifiGanVocoder:

@@ -166,5 +166,5 @@ def test_load_vocoder_errors(tmp_path):
         load_vocoder(tmp_path / "empty")
     save_vocoder(tiny_hifigan(), tmp_path / "hg")
     (tmp_path / "hg" / VOCODER_WEIGHTS).unlink()
-    with pytest.raises(AvsError, match="hg: no vocoder.safetensors"):
+    with pytest.raises(AvsError, match=r"hg/vocoder\.safetensors: missing"):
         load_vocoder(tmp_path / "hg")
