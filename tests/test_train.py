@@ -89,3 +89,35 @@ def test_each_process_gets_its_slice_of_every_batch():
     for step in range(10):
         a, b = halves[0].batch(step), halves[1].batch(step)
         assert sorted(a + b) == sorted(whole.batch(step)) and len(a) == len(b) == 4
+
+
+def test_cli_train_ldm_and_resume(tmp_path):
+    import yaml
+
+    from avsoundscape.pairs import save_shard
+    from avsoundscape.stages import TINY_MODEL
+    from avsoundscape.stylize import Stylizer
+
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)
+    ex = [dict(id=f"v{i}@0", video_id=f"v{i}", split="train", target_start=0, cond_start=30000,
+               input_wav=0.1 * r(20480), target_wav=0.1 * r(20480), cond_wav=0.1 * r(20480),
+               cond_frames=torch.randint(0, 255, (1, 32, 32, 3), dtype=torch.uint8, generator=g),
+               input_mel=r(64, 128) - 5, target_mel=r(64, 128) - 5) for i in range(6)]
+    save_shard(tmp_path / "pairs" / "shards" / "train" / "train-00000.safetensors", ex)
+    params = {"model": TINY_MODEL, "ldm": {"steps": 4, "batch_size": 2, "ckpt_every": 2, "warmup_steps": 1},
+              "stylizer": {"steps": 2}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    run = lambda *a: subprocess.run([str(BIN / "avsoundscape"), "train", "ldm", "--params", str(tmp_path / "p.yaml"),
+                                     "--pairs", str(tmp_path / "pairs"), "--out", str(tmp_path / "run"), *a],
+                                    capture_output=True, text=True)
+    res = run()
+    assert res.returncode == 0, res.stderr
+    assert Stylizer.from_pretrained(tmp_path / "run" / "model").meta["provenance"]["steps"] == 4
+    res = run()
+    assert res.returncode == 1 and "holds checkpoints already" in res.stderr
+    params["ldm"]["steps"] = 6
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = run("--resume")
+    assert res.returncode == 0, res.stderr
+    assert [c.name for c in list_checkpoints(tmp_path / "run")][-1] == "step-0000006"
