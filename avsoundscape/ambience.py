@@ -10,7 +10,6 @@ from typing import Callable
 import numpy as np
 
 from .core import AvsError
-from .scenes import CATEGORY_NAMES
 
 SR = 16_000
 

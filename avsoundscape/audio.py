@@ -5,6 +5,7 @@
 # %% ../nbs/01_audio.ipynb #372c3d94
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,12 @@ from .core import AvsError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SAMPLE_RATE', 'MIN_SAMPLES', 'MediaError', 'AudioError', 'decode_with_ffmpeg', 'check_waveform',
-           'to_model_rate', 'load_audio', 'save_audio', 'MelConfig', 'LogMel', 'mel_to_audio']
+__all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'MediaError', 'AudioError', 'decode_with_ffmpeg',
+           'check_waveform', 'to_model_rate', 'load_audio', 'save_audio', 'MelConfig', 'LogMel', 'mel_to_audio']
 
 # %% ../nbs/01_audio.ipynb #2ccee4b4
 SAMPLE_RATE = 16_000
+DB_PER_NEPER = 20 / math.log(10)  # dB per natural-log unit of magnitude (the log-mel is ln |X|): about 8.686
 
 
 class MediaError(AvsError, ValueError):
@@ -39,7 +41,7 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return x.T, sr
 
 
-def decode_with_ffmpeg(path: str | os.PathLike, stream: str = "audio") -> tuple[np.ndarray, int]:
+def decode_with_ffmpeg(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     "Decode the first audio stream of any file FFmpeg reads -> (`float32` array (channels, samples), rate)."
     import av
 

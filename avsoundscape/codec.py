@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 from pathlib import Path
@@ -15,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import MelConfig
-from .core import AvsError, atomic_path, get_logger, resolve_device, load_module_weights, read_module_config, save_module
+from .audio import DB_PER_NEPER, MelConfig
+from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'DB_PER_NEPER', 'TINY_VAE', 'AUDIOLDM_VAE', 'CODEC_KINDS', 'CODEC_JSON', 'CODEC_WEIGHTS',
+__all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'TINY_VAE', 'AUDIOLDM_VAE', 'CODEC_KINDS', 'CODEC_JSON', 'CODEC_WEIGHTS',
            'AUDIOLDM_HINT', 'normalize_mel', 'denormalize_mel', 'Codec', 'MelCodec', 'VAECodec', 'build_codec',
            'vae_loss', 'vae_train_step', 'fit_scaling_factor', 'save_codec', 'load_codec', 'check_pretrained_folder',
            'load_audioldm_vae', 'load_audioldm']
@@ -29,7 +28,6 @@ __all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'DB_PER_NEPER', 'TINY_VAE', 'AUDIOLDM_V
 # %% ../nbs/05_codec.ipynb #ef5e3a9e
 N_MELS = MelConfig().n_mels
 LOG_FLOOR = math.log(MelConfig().clamp)  # the log-mel's floor: ln(1e-5), i.e. -100 dB
-DB_PER_NEPER = 20 / math.log(10)         # dB per natural-log unit of magnitude (≈ 8.686)
 
 
 def normalize_mel(logmel: torch.Tensor, offset_db: float = 40.0, scale_db: float = 60.0) -> torch.Tensor:

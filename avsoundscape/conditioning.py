@@ -24,15 +24,17 @@ import torchaudio
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
-from .core import AvsError, atomic_path, get_logger, merge_params, resolve_device, load_module_weights, read_module_config, save_module
+from .codec import normalize_mel
+from .core import (AvsError, get_logger, load_module_weights, merge_params, read_module_config, resolve_device,
+                               save_module)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OPENAI_DATASET_MEAN', 'OPENAI_DATASET_STD', 'DB_PER_NEPER', 'CLAP_SMALL', 'HTSAT_SIZES', 'CLIP_SMALL',
-           'CONDITIONER_DEFAULTS', 'CONDITIONER_CLASSES', 'CondOutput', 'freeze', 'Conditioner', 'audio_batch',
-           'frames_batch', 'ConvAudioEncoder', 'clap_audio_cfg', 'ClapAudioEncoder', 'ConvImageEncoder',
-           'ClipImageEncoder', 'conditioner_config', 'build_conditioner', 'read_state_dict', 'load_clap_audio_weights',
+__all__ = ['log', 'OPENAI_DATASET_MEAN', 'OPENAI_DATASET_STD', 'CLAP_SMALL', 'HTSAT_SIZES', 'CLIP_SMALL', 'CONDITIONER_DEFAULTS',
+           'CONDITIONER_CLASSES', 'CondOutput', 'freeze', 'Conditioner', 'audio_batch', 'frames_batch',
+           'ConvAudioEncoder', 'clap_audio_cfg', 'ClapAudioEncoder', 'ConvImageEncoder', 'ClipImageEncoder',
+           'conditioner_config', 'build_conditioner', 'read_state_dict', 'load_clap_audio_weights',
            'load_open_clip_weights', 'save_conditioner', 'load_conditioner']
 
 # %% ../nbs/06_conditioning.ipynb #8bc41b51
@@ -151,9 +153,6 @@ def frames_batch(frames, size: tuple[int, int], resize: str = "crop", name: str 
     return x.to(like.dtype) if like is not None else x
 
 # %% ../nbs/06_conditioning.ipynb #d1ea3605
-DB_PER_NEPER = 20 / math.log(10)  # dB per natural-log unit of the log-mel
-
-
 def _conv_stack(c_in: int, channels) -> nn.Sequential:
     layers = []
     for c in channels:
@@ -184,7 +183,7 @@ class ConvAudioEncoder(Conditioner):
         x = audio_batch(wav, f"{self.type} encoder input", like=self._param)
         c = self._config
         with self._backbone_grad():
-            m = (self.mel(x) * DB_PER_NEPER + c["offset_db"]) / c["scale_db"]  # (B, mels, frames)
+            m = normalize_mel(self.mel(x), c["offset_db"], c["scale_db"])  # (B, mels, frames)
             h = self.net(m[:, None])                                         # (B, C, mels', frames')
             h = h.flatten(1, 2).transpose(1, 2)                              # (B, frames', F)
             seg = F.adaptive_avg_pool1d(h.transpose(1, 2), self.n_tokens).transpose(1, 2)

@@ -5,7 +5,7 @@
 # %% ../nbs/07_diffusion.ipynb #7f3557d6
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -5,6 +5,7 @@
 # %% ../nbs/04b_enhance.ipynb #f5c699ac
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Callable
@@ -43,16 +44,19 @@ def enhance_classical(wav: torch.Tensor, context: dict | None = None, taps: int 
     return torch.from_numpy(z.astype(np.float32))
 
 # %% ../nbs/04b_enhance.ipynb #6f891b2d
+@functools.lru_cache(maxsize=4)
+def _dry_speech(path: Path) -> torch.Tensor:
+    "A video's dry speech, read once for all its clips."
+    return load_audio(path, allow_silent=True)
+
+
 def enhance_oracle(wav: torch.Tensor, context: dict | None = None) -> torch.Tensor:
     "The ground-truth dry speech at the clip's times (SynthScapes' `truth/<id>/dry.wav`)."
     src = (context or {}).get("source")
     if src is None or src.truth is None:
         raise AvsError("the oracle enhancer needs SynthScapes ground truth (truth/<video_id>/dry.wav); "
                        "this dataset has none: use --enhancer classical")
-    cache = context.setdefault("_dry", {})
-    if src.id not in cache:
-        cache[src.id] = load_audio(Path(src.truth) / "dry.wav", allow_silent=True)
-    dry, start = cache[src.id], int(context["start"])
+    dry, start = _dry_speech(Path(src.truth) / "dry.wav"), int(context["start"])
     clip = dry[start:start + len(wav)]
     return torch.nn.functional.pad(clip, (0, len(wav) - len(clip)))
 

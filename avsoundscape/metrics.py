@@ -5,9 +5,11 @@
 # %% ../nbs/10_metrics.ipynb #0a0c7412
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from .audio import LogMel
+from .audio import DB_PER_NEPER, LogMel
 
 # %% auto #0
 __all__ = ['best_lag', 'align', 'si_sdr', 'logmel_l1_db']
@@ -41,13 +43,13 @@ def si_sdr(ref: torch.Tensor, est: torch.Tensor, eps: float = 1e-8) -> float:
     return float(10 * torch.log10((s @ s + eps) / ((est - s) @ (est - s) + eps)))
 
 
-_MEL = None
+@functools.lru_cache(maxsize=1)
+def _logmel() -> LogMel:
+    return LogMel()
 
 
 def logmel_l1_db(ref: torch.Tensor, est: torch.Tensor) -> float:
     "Mean absolute difference of AudioLDM log-mels (16 kHz, 64 mels, hop 160), in dB."
-    global _MEL
-    _MEL = _MEL or LogMel()
-    a, b = _MEL(ref.float()), _MEL(est.float())
+    a, b = _logmel()(ref.float()), _logmel()(est.float())
     n = min(a.shape[-1], b.shape[-1])
-    return float((a[..., :n] - b[..., :n]).abs().mean() * 20 / torch.log(torch.tensor(10.0)))
+    return float((a[..., :n] - b[..., :n]).abs().mean() * DB_PER_NEPER)

@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'TENSOR_KEYS', 'META_KEYS', 'PairConfig', 'video_rng', 'sample_pairs', 'video_examples', 'save_shard',
-           'load_shard', 'plan_chunks', 'write_manifest', 'prepare']
+           'shard_examples', 'load_shard', 'plan_chunks', 'write_manifest', 'prepare']
 
 # %% ../nbs/04c_pairs.ipynb #e9c5ecca
 @dataclass(frozen=True)
@@ -85,11 +85,12 @@ def _read_audio(src: VideoSource) -> torch.Tensor:
     return load_audio(src.audio)
 
 
-def video_examples(src: VideoSource, cfg: PairConfig, enhancer=None, mel: LogMel | None = None) -> list[dict]:
-    "All examples of one video (possibly none); raises `MediaError` for an unusable file."
+def video_examples(src: VideoSource, cfg: PairConfig, enhancer=None, mel: LogMel | None = None,
+                   info=None) -> list[dict]:
+    "All examples of one video (possibly none); raises `MediaError` for an unusable file. `info`: its `probe_video`."
     enhancer = enhancer or get_enhancer(cfg.enhancer)
     mel = mel or LogMel()
-    info = probe_video(src.video)
+    info = info or probe_video(src.video)
     if not info.has_video:
         raise MediaError(f"{src.video}: has no video stream")
     audio = _read_audio(src)
@@ -129,6 +130,14 @@ def save_shard(path: str | os.PathLike, examples: list[dict]) -> Path:
     return path
 
 
+def shard_examples(path: str | os.PathLike) -> list[dict]:
+    "The ids and starts of a shard's examples, from its header alone (no tensor is read)."
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["examples"])
+
+
 def load_shard(path: str | os.PathLike) -> dict:
     "A shard back: its tensors, plus `examples` (the list of ids and starts)."
     from safetensors import safe_open
@@ -163,8 +172,9 @@ def _chunk(name, vids, cfg, out_dir) -> dict:
     t0, c0 = time.time(), time.process_time()
     for src in vids:
         try:
-            ex = video_examples(src, cfg, enhancer, mel)
-            seconds += probe_video(src.video).duration
+            info = probe_video(src.video)
+            ex = video_examples(src, cfg, enhancer, mel, info)
+            seconds += info.duration
         except MediaError as e:
             skipped.append({"video_id": src.id, "reason": str(e)})
             log.warning("skipped %s", e)
@@ -202,7 +212,7 @@ def write_manifest(out_dir: str | os.PathLike) -> dict:
     rows = []
     for info in infos:
         shard = f"shards/{info['split']}/{info['chunk']}.safetensors"
-        for i, e in enumerate(load_shard(out_dir / shard)["examples"]):
+        for i, e in enumerate(shard_examples(out_dir / shard)):
             rows.append({**e, "shard": shard, "index": i})
     with atomic_path(out_dir / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*META_KEYS, "shard", "index"])

@@ -5,7 +5,7 @@
 # %% ../nbs/03a_scenes.ipynb #5cd28a27
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 

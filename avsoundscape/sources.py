@@ -5,7 +5,6 @@
 # %% ../nbs/04_sources.ipynb #c58c4fb7
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import pickle
@@ -77,18 +76,11 @@ def avspeech_sources(root: str | os.PathLike) -> list[VideoSource]:
 # %% ../nbs/04_sources.ipynb #9b54e194
 def synthscapes_sources(root: str | os.PathLike) -> list[VideoSource]:
     "The videos of a SynthScapes folder, with the splits of its manifest."
+    from avsoundscape.synthscapes import load_manifest
+
     root = Path(root)
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
-        raise AvsError(f"{root}: not a SynthScapes folder (no manifest.csv); generate one with `avsoundscape synth`")
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        vid = r.get("video_id") or r.get("id")
-        path = root / (r.get("video") or r.get("path") or f"videos/{r['split']}/{vid}.mp4")
-        out.append(VideoSource(vid, path, path, r["split"], root / "truth" / vid))
-    return out
+    return [VideoSource(r["video_id"], root / r["video"], root / r["video"], r["split"], root / "truth" / r["video_id"])
+            for r in load_manifest(root)]
 
 # %% ../nbs/04_sources.ipynb #50a72c2a
 def detect_layout(root: str | os.PathLike) -> str:

@@ -13,15 +13,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .core import AvsError, atomic_path, get_logger, merge_params
-from .diffusion import ConditionalDenoiser, DenoiserConfig, denoiser_loss
+from .core import AvsError, atomic_path, get_logger
+from .diffusion import ConditionalDenoiser, denoiser_loss
 from .train import Trainer, TrainConfig
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TINY_MODEL', 'load_pairs', 'cached_latents', 'LatentPairs', 'StylizerModel', 'build_components', 'train_ldm',
-           'train_encoders']
+__all__ = ['log', 'load_pairs', 'cached_latents', 'LatentPairs', 'StylizerModel', 'train_ldm', 'train_encoders']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train") -> dict:
@@ -35,7 +34,7 @@ def load_pairs(pairs_dir: str | os.PathLike, split: str = "train") -> dict:
     parts = [s for s in parts if s["examples"]]
     if not parts:
         raise AvsError(f"{pairs_dir}: the {split} shards hold no examples")
-    out = {k: torch.cat([s[k] for s in parts]) for k in ("input_mel", "target_mel", "cond_wav", "input_wav", "target_wav")}
+    out = {k: torch.cat([s[k] for s in parts]) for k in ("input_mel", "target_mel", "cond_wav")}
     out["frame"] = torch.cat([s["cond_frames"][:, 0] for s in parts])
     out["examples"] = [e for s in parts for e in s["examples"]]
     out["files"] = files
@@ -90,25 +89,13 @@ class StylizerModel(nn.Module):
         return denoiser_loss(self.denoiser, batch["target"], batch["input"], audio, image)
 
 
-def build_components(p: dict):
-    "codec, vocoder, audio encoder, image encoder, denoiser from a `model` params group."
-    from avsoundscape.codec import build_codec
-    from avsoundscape.conditioning import build_conditioner
-    from avsoundscape.vocoder import build_vocoder
 
-    codec = build_codec(p["codec"])
-    den = dict(p["denoiser"])
-    den.setdefault("latent_channels", codec.latent_channels)
-    if den["latent_channels"] != codec.latent_channels:
-        raise AvsError(f"denoiser latent_channels {den['latent_channels']} != codec's {codec.latent_channels}")
-    return (codec, build_vocoder(p["vocoder"]), build_conditioner(p["audio_encoder"]),
-            build_conditioner(p["image_encoder"]), ConditionalDenoiser(DenoiserConfig(**den)))
 
 # %% ../nbs/09a_stages.ipynb #304ada8d
 def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
               progress: bool = True, init_encoders: str | os.PathLike | None = None) -> Path:
     "Train the conditional diffusion model (stage `ldm`); returns the exported checkpoint folder."
-    from avsoundscape.stylize import Stylizer
+    from avsoundscape.stylize import Stylizer, build_components
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,13 +136,3 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
         save_conditioner(best.audio, out_dir / "model" / "audio_encoder")
         save_conditioner(best.image, out_dir / "model" / "image_encoder")
     return out_dir / "model"
-
-# %% ../nbs/09a_stages.ipynb #c412eba1
-TINY_MODEL = {
-    "clip_seconds": 1.28,
-    "codec": {"kind": "mel"},
-    "vocoder": {"kind": "griffinlim", "n_iter": 4},
-    "audio_encoder": {"type": "conv_audio", "d_model": 32, "n_tokens": 2, "channels": [8, 16]},
-    "image_encoder": {"type": "conv_image", "d_model": 32, "n_tokens": 2, "image_size": 32, "channels": [8, 16]},
-    "denoiser": {"block_out_channels": [8, 16], "cond_dim": 32, "n_audio_tokens": 2, "n_image_tokens": 2},
-}

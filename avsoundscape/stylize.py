@@ -16,14 +16,16 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
-from .core import AvsError, atomic_path, autocast_dtype, get_logger, resolve_device, load_module_weights, read_module_config, save_module
+from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module_weights, read_module_config,
+                               resolve_device, save_module)
 from .diffusion import ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'COMPONENTS', 'save_denoiser', 'load_denoiser', 'save_component', 'load_component', 'window_starts',
-           'crossfade_join', 'Stylizer', 'default_checkpoint', 'load_scene', 'tiny_stylizer']
+__all__ = ['log', 'COMPONENTS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component', 'load_component',
+           'window_starts', 'crossfade_join', 'Stylizer', 'default_checkpoint', 'load_scene', 'build_components',
+           'tiny_stylizer']
 
 # %% ../nbs/08_stylize.ipynb #d855a04d
 COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
@@ -140,10 +142,6 @@ class Stylizer:
     def window(self) -> int:
         return int(round(self.config["window_seconds"] * SAMPLE_RATE))
 
-    def _encode(self, encoder, x) -> tuple[torch.Tensor, torch.Tensor]:
-        out = encoder(x)
-        return (out["tokens"], out["pooled"]) if isinstance(out, dict) else (out[0], out[1])
-
     @torch.inference_mode()
     def encode_condition(self, scene_audio=None, scene_image=None) -> tuple[torch.Tensor, torch.Tensor]:
         "Condition tokens (1, N, d) and global vector (1, d) for a scene; a missing modality gets its null tokens."
@@ -156,12 +154,12 @@ class Stylizer:
             k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
             crops = torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
             with self._autocast():
-                tok, pool = self._encode(self.audio_encoder, crops)
+                tok, pool, _ = self.audio_encoder(crops)
             audio = (tok.float().mean(0, keepdim=True), pool.float().mean(0, keepdim=True))
         if scene_image is not None:
             img = _as_image(scene_image, "scene image").to(self.device)[None]
             with self._autocast():
-                tok, pool = self._encode(self.image_encoder, img)
+                tok, pool, _ = self.image_encoder(img)
             image = (tok.float(), pool.float())
         if audio is None and image is None:
             log.warning("stylize: no scene given (neither audio nor image): unconditional output")
@@ -172,8 +170,6 @@ class Stylizer:
                 guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
                 progress: bool = False) -> torch.Tensor:
         "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input."
-        from tqdm.auto import tqdm
-
         c = self.config
         steps, guidance, sampler = steps or c["steps"], c["guidance"] if guidance is None else guidance, sampler or c["sampler"]
         x = _as_wave(speech, "speech input")
@@ -213,7 +209,6 @@ class Stylizer:
     def save_pretrained(self, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
         "Write every component and `avsoundscape.json` into `folder` (replaced as a whole, atomically)."
         from avsoundscape import __version__
-        from avsoundscape.core import atomic_dir
 
         with atomic_dir(folder) as tmp:
             for name in COMPONENTS:
@@ -272,17 +267,32 @@ def load_scene(scene=None, scene_audio=None, scene_image=None, fps_time: float |
     return audio, image
 
 # %% ../nbs/08_stylize.ipynb #2f8f049b
-def tiny_stylizer(seed: int = 0, device="cpu") -> Stylizer:
-    "A small untrained Stylizer on the CPU defaults' components (for tests and examples)."
+def build_components(model: dict) -> tuple:
+    "codec, vocoder, audio encoder, image encoder, denoiser from a `model` params group (untrained)."
     from avsoundscape.codec import build_codec
     from avsoundscape.conditioning import build_conditioner
     from avsoundscape.vocoder import build_vocoder
 
+    codec = build_codec(model["codec"])
+    den = dict(model["denoiser"])
+    den.setdefault("latent_channels", codec.latent_channels)
+    if den["latent_channels"] != codec.latent_channels:
+        raise AvsError(f"denoiser latent_channels {den['latent_channels']} != codec's {codec.latent_channels}")
+    return (codec, build_vocoder(model["vocoder"]), build_conditioner(model["audio_encoder"]),
+            build_conditioner(model["image_encoder"]), ConditionalDenoiser(DenoiserConfig(**den)))
+
+
+TINY_MODEL = {
+    "clip_seconds": 1.28,
+    "codec": {"kind": "mel"},
+    "vocoder": {"kind": "griffinlim", "n_iter": 4},
+    "audio_encoder": {"type": "conv_audio", "d_model": 32, "n_tokens": 2, "channels": [8, 16]},
+    "image_encoder": {"type": "conv_image", "d_model": 32, "n_tokens": 2, "image_size": 32, "channels": [8, 16]},
+    "denoiser": {"block_out_channels": [8, 16], "cond_dim": 32, "n_audio_tokens": 2, "n_image_tokens": 2},
+}
+
+
+def tiny_stylizer(seed: int = 0, device="cpu") -> Stylizer:
+    "A small untrained Stylizer on the CPU defaults' kinds of components (for tests and examples)."
     torch.manual_seed(seed)
-    d = 32
-    return Stylizer(build_codec("mel"), build_vocoder({"kind": "griffinlim", "n_iter": 4}),
-                    build_conditioner({"type": "conv_audio", "d_model": d, "n_tokens": 2, "channels": [8, 16]}),
-                    build_conditioner({"type": "conv_image", "d_model": d, "n_tokens": 2, "image_size": 32, "channels": [8, 16]}),
-                    ConditionalDenoiser(DenoiserConfig(block_out_channels=(8, 16), cond_dim=d, n_audio_tokens=2,
-                                                       n_image_tokens=2, attention_head_dim=8)),
-                    config={"steps": 3, "guidance": 2.0}, device=device)
+    return Stylizer(*build_components(TINY_MODEL), config={"steps": 3, "guidance": 2.0}, device=device)

@@ -278,7 +278,7 @@ def check_video(root: str | os.PathLike, meta: dict, frames: bool = True) -> dic
     "Measure a written video against its meta: RT60, SNR (truth files and decoded mp4), codec round trip, frames."
     import torch
 
-    from avsoundscape.audio import LogMel
+    from avsoundscape.audio import DB_PER_NEPER, LogMel
     from avsoundscape.video import read_video_audio, read_video_frames
 
     root = Path(root)
@@ -294,5 +294,5 @@ def check_video(root: str | os.PathLike, meta: dict, frames: bool = True) -> dic
             "snr_truth_error": abs(snr_db(wet, amb) - meta["snr_db"]),
             "snr_mp4_error": abs(snr_db(wet, y - wet) - meta["snr_db"]),
             "decoded_samples": len(y) - len(wet), "codec_snr_db": snr_db(mix, y - mix),
-            "codec_logmel_l1_db": float((mel(y) - mel(mix)).abs().mean()) * 20 / np.log(10),
+            "codec_logmel_l1_db": float((mel(y) - mel(mix)).abs().mean()) * DB_PER_NEPER,
             "frames": n_frames, "frames_expected": int(round(meta["seconds"] * meta["fps"]))}

@@ -56,13 +56,19 @@ class StepBatchSampler(torch.utils.data.Sampler):
             raise AvsError("the training set is empty")
         self.n, self.bs, self.seed, self.start, self.rank, self.world, self.steps = n, batch_size, seed, start, rank, world, steps
 
+    def permutation(self, epoch: int) -> torch.Tensor:
+        "The order of epoch `epoch` (kept for the epoch in use: one permutation per epoch, not per step)."
+        if getattr(self, "_epoch", None) != epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return self._perm
+
     def batch(self, step: int) -> list[int]:
         "This process's share of the global batch of `step`."
         idx, pos = [], step * self.bs
         while len(idx) < self.bs:
             epoch, off = divmod(pos, self.n)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            take = perm[off: off + self.bs - len(idx)].tolist()
+            take = self.permutation(epoch)[off: off + self.bs - len(idx)].tolist()
             idx += take; pos += len(take)
         return idx[self.rank::self.world]
 
@@ -94,13 +100,11 @@ class Trainer:
         from accelerate import Accelerator
         from diffusers.training_utils import EMAModel
 
-        from avsoundscape.core import resolve_device
+        from avsoundscape.core import autocast_dtype, resolve_device
 
         self.cfg, self.out_dir = config, Path(out_dir)
         device = resolve_device(config.device)
-        mp = "no" if device.type != "cuda" or config.precision == "fp32" else (
-            config.precision if config.precision in ("fp16", "bf16") else
-            ("bf16" if torch.cuda.is_bf16_supported() else "fp16"))
+        mp = {None: "no", torch.float16: "fp16", torch.bfloat16: "bf16"}[autocast_dtype(device, config.precision)]
         self.acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=config.grad_accum,
                                cpu=device.type == "cpu")
         torch.manual_seed(config.seed)
@@ -183,7 +187,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
-            self._trim_log() if self.acc.is_main_process else None
+            if self.acc.is_main_process:
+                self._trim_log()
         elif list_checkpoints(self.out_dir):
             raise AvsError(f"{self.out_dir}: holds checkpoints already; pass resume=True (--resume) or use a new folder")
         end = min(self.cfg.steps, stop_at or self.cfg.steps)

@@ -5,7 +5,6 @@
 # %% ../nbs/05a_vocoder.ipynb #c958c8b8
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from torch import nn
 
 from .audio import MelConfig, mel_to_audio
 from .codec import check_pretrained_folder
-from .core import AvsError, atomic_path, get_logger, resolve_device, load_module_weights, read_module_config, save_module
+from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
 
 log = get_logger(__name__)
 
@@ -159,13 +158,17 @@ class PeriodDiscriminator(nn.Module):
         "(B, T) -> (logits (B, N), feature maps)."
         pad = -wav.shape[-1] % self.period
         x = F.pad(wav[:, None], (0, pad), mode="reflect") if pad else wav[:, None]
-        x = x.view(x.shape[0], 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        return x.flatten(1), feats + [x]
+        return _features(self.convs, self.post, x.view(x.shape[0], 1, -1, self.period))
+
+
+def _features(convs, post, x):
+    "A sub-discriminator's pass: leaky-ReLU conv stack, then the logit conv -> (logits (B, N), every feature map)."
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    return x.flatten(1), feats + [x]
 
 
 class ScaleDiscriminator(nn.Module):
@@ -183,12 +186,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor):
         "(B, T) -> (logits (B, N), feature maps)."
-        x, feats = wav[:, None], []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        return x.flatten(1), feats + [x]
+        return _features(self.convs, self.post, wav[:, None])
 
 # %% ../nbs/05a_vocoder.ipynb #2121ae00
 class HifiGanDiscriminator(nn.Module):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,29 @@ def tone(sr: int, seconds: float, freq: float = 440.0, channels: int = 1, amp: f
     t = np.arange(int(sr * seconds)) / sr
     x = amp * np.sin(2 * np.pi * freq * t)
     return np.stack([x * (1.0 - 0.5 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def speechlike(seconds=2.0, seed=0, sr=16000):
+    "Speech-like test audio: harmonics of a gliding f0 under per-syllable formants, pauses, a noise floor."
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 130 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    syl = (t * 4).astype(int)
+    f1, f2 = rng.uniform(300, 900, syl.max() + 1)[syl], rng.uniform(900, 2500, syl.max() + 1)[syl]
+    x = sum((np.exp(-((h * f0 - f1) / 150) ** 2) + 0.5 * np.exp(-((h * f0 - f2) / 250) ** 2) + 0.05 / h)
+            * np.sin(h * phase) * (h * f0 < 7800) for h in range(1, 50))
+    env = np.sin(np.pi * (t * 4 % 1)) ** 0.7 * (rng.random(syl.max() + 1) > 0.25)[syl]
+    x = x * env + 0.3 * rng.standard_normal(len(t)) * env * (t * 4 % 1 < 0.15)
+    x = 0.5 * x / np.abs(x).max() + 1e-3 * rng.standard_normal(len(t))
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def fixed_mel(frames=16):
+    "A deterministic log-mel (1, 64, frames) with structure on both axes."
+    f = torch.arange(64, dtype=torch.float32)[:, None]
+    t = torch.arange(frames, dtype=torch.float32)[None]
+    return (-6 + 3 * torch.sin(f / 7 + t / 3) - f / 32)[None]
 
 
 @pytest.fixture(scope="session")

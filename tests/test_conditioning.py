@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from avsoundscape.audio import SAMPLE_RATE, AudioError
-from avsoundscape.conditioning import (CLAP_SMALL, CLIP_SMALL, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, ClapAudioEncoder,
-                                       ClipImageEncoder, CondOutput, build_conditioner, freeze, load_clap_audio_weights,
+from avsoundscape.conditioning import (CLAP_SMALL, CLIP_SMALL, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, CondOutput, build_conditioner, freeze, load_clap_audio_weights,
                                        load_conditioner, load_open_clip_weights, save_conditioner)
 from avsoundscape.contrastive import AVContrastive, contrastive_step, retrieval_accuracy, toy_av_batch
 from avsoundscape.core import AvsError

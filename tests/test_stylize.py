@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -14,6 +13,7 @@ from avsoundscape.audio import SAMPLE_RATE
 from avsoundscape.core import AvsError
 from avsoundscape.diffusion import ConditionalDenoiser, DenoiserConfig, make_scheduler, sample
 from avsoundscape.stylize import Stylizer, tiny_stylizer
+from conftest import speechlike
 
 EXE = Path(sys.executable).parent / "avsoundscape"
 
@@ -84,11 +84,6 @@ def test_bad_config_and_condition_shapes():
     net = tiny_denoiser()
     with pytest.raises(AvsError, match="do not fit the denoiser"):
         net.condition(audio=(torch.randn(1, 3, 32), torch.randn(1, 32)))
-
-
-def speechlike(seconds):
-    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return 0.3 * torch.sin(2 * torch.pi * 160 * t) * (torch.sin(2 * torch.pi * 2.5 * t) > 0)
 
 
 def test_stylize_any_length_and_seeds():

@@ -95,7 +95,7 @@ def test_cli_train_ldm_and_resume(tmp_path):
     import yaml
 
     from avsoundscape.pairs import save_shard
-    from avsoundscape.stages import TINY_MODEL
+    from avsoundscape.stylize import TINY_MODEL
     from avsoundscape.stylize import Stylizer
 
     g = torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@ from avsoundscape.core import AvsError
 from avsoundscape.vocoder import (VOCODER_JSON, VOCODER_WEIGHTS, GriffinLimVocoder, HifiGanVocoder, build_discriminator,
                                   build_vocoder, discriminator_loss, feature_matching_loss, generator_loss,
                                   load_vocoder, make_stft_loss, save_vocoder, vocoder_train_step)
-from test_codec import fixed_mel, speechlike
+from conftest import fixed_mel, speechlike
 
 
 def tiny_hifigan(seed=0):
