@@ -75,15 +75,19 @@ def _stylize(args) -> int:
 
 
 def _train(args) -> int:
-    from avsoundscape.core import load_params
-    from avsoundscape.stages import train_encoders, train_ldm
+    from avsoundscape.core import AvsError, load_params
 
+    ldm_only = [f"--{k.replace('_', '-')}" for k in ("init_encoders", "codec", "vocoder") if getattr(args, k)]
+    if ldm_only and args.stage != "ldm":
+        raise AvsError(f"{', '.join(ldm_only)}: only `train ldm` takes them (stage {args.stage!r})")
+    from avsoundscape import stages  # torch and the models: only once the arguments are known to be right
     params = load_params(args.params)
     out = args.out or f"results/train/{args.stage}"
-    if args.stage == "encoders":
-        folder = train_encoders(params, args.pairs, out, resume=args.resume)
+    if args.stage == "ldm":
+        folder = stages.train_ldm(params, args.pairs, out, resume=args.resume, init_encoders=args.init_encoders,
+                                  codec_dir=args.codec, vocoder_dir=args.vocoder)
     else:
-        folder = train_ldm(params, args.pairs, out, resume=args.resume, init_encoders=args.init_encoders)
+        folder = getattr(stages, f"train_{args.stage}")(params, args.pairs, out, resume=args.resume)
     print(f"exported {folder}")
     return 0
 
@@ -121,11 +125,13 @@ def _add_stylize(p):
 
 
 def _add_train(p):
-    p.add_argument("stage", choices=["encoders", "ldm"], help="what to train")
-    p.add_argument("--params", default="params.yaml", help="params file (groups model, encoders, ldm, stylizer)")
+    p.add_argument("stage", choices=["encoders", "vae", "vocoder", "ldm"], help="what to train")
+    p.add_argument("--params", default="params.yaml", help="params file (groups model, encoders, vae, vocoder, ldm, stylizer)")
     p.add_argument("--pairs", default="results/prepare/pairs", help="shards written by `avsoundscape prepare`")
     p.add_argument("--out", default=None, help="run folder (default results/train/STAGE)")
     p.add_argument("--init-encoders", default=None, help="ldm: start the encoders from an `encoders` run's model/ folder")
+    p.add_argument("--codec", default=None, help="ldm: the codec of a `vae` run (its model/ folder) instead of params' model.codec")
+    p.add_argument("--vocoder", default=None, help="ldm: the vocoder of a `vocoder` run (its model/ folder) instead of params' model.vocoder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
 
 
@@ -162,7 +168,7 @@ COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
     "convert": (_add_convert, _convert, "any audio (or a video's audio track) -> 16 kHz mono wav"),
     "stylize": (_add_stylize, _stylize, "re-render speech as if recorded in a scene (video, audio and/or image)"),
-    "train": (_add_train, _train, "train a stage (encoders | ldm) on prepared pairs; --resume continues a run"),
+    "train": (_add_train, _train, "train a stage (encoders | vae | vocoder | ldm) on prepared pairs; --resume continues a run"),
     "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
     "synth": (_add_synth, _synth, "generate SynthScapes, the embedded audio-visual dataset with ground truth"),
 }
