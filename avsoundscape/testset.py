@@ -21,7 +21,8 @@ from .video import read_frames_at, read_video_audio
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TestCase', 'speech_mask', 'active_rms', 'background_frames', 'speech_starts', 'free_start', 'build_cases']
+__all__ = ['log', 'SCORES', 'TestCase', 'speech_mask', 'active_rms', 'background_frames', 'speech_starts', 'free_start',
+           'condition_start', 'build_cases', 'score_output', 'mean_ci', 'summarize_scores', 'paired_gap']
 
 # %% ../nbs/10b_testset.ipynb #042d53b2
 @dataclass
@@ -108,6 +109,16 @@ class _Video:
         return torch.from_numpy(self.recording[a:a + n].copy()), frame
 
 
+def condition_start(video: _Video, seconds: float, cond_seconds: float, rng: np.random.Generator) -> float:
+    "A random start of the condition clip that leaves a free `seconds` stretch of ambient beside it."
+    cands = [t for t in np.arange(0.0, video.duration - cond_seconds + 1e-9, 0.05)
+             if t >= seconds or t + cond_seconds + seconds <= video.duration]
+    if not cands:
+        raise AvsError(f"{video.meta['video']}: {video.duration:.2f} s is too short for a {cond_seconds:.2f} s condition "
+                       f"beside a {seconds:.2f} s stretch of ambient")
+    return round(float(cands[int(rng.integers(len(cands)))]), 3)
+
+
 def _others(videos: list, a: str, avoid: set, rng: np.random.Generator) -> list[str]:
     "Other videos than `a`, those of a category not in `avoid` first, in a seeded order."
     rest = [v for v in videos if v != a]
@@ -139,7 +150,7 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
             dry, mask = A.dry[a:a + n], speech_mask(A.meta["segments"], t, n)
             wet = fftconvolve(dry, B.rir)[:n]
             wet *= B.level / max(active_rms(wet, mask), 1e-9)
-            tc = float(rng.uniform(0, B.duration - cond_seconds))
+            tc = condition_start(B, seconds, cond_seconds, rng)
             ta = free_start(B.duration, seconds, (tc, tc + cond_seconds), rng)
             amb = B.ambient[int(round(ta * SAMPLE_RATE)):][:n]
             inp = dry * (B.level / max(active_rms(dry, mask), 1e-9))
@@ -156,7 +167,37 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
                 B.meta["category"], C.meta["category"], float(B.meta["rt60"]), float(C.meta["rt60"]),
                 torch.from_numpy(inp.astype(np.float32)), torch.from_numpy((wet + amb).astype(np.float32)),
                 cond, frame, wrong, wframe, background_frames(speech_mask(A.meta["segments"], t, n, pad=0.1)), enh,
-                {"speech_start": t, "cond_start": round(tc, 3), "ambient_start": ta, "wrong_start": round(tw, 3)}))
+                {"speech_start": t, "cond_start": tc, "ambient_start": ta, "wrong_start": round(tw, 3)}))
     if not cases:
         raise AvsError(f"{root}: no {split} video has a {seconds:.2f} s stretch with enough speech for a test case")
     return cases
+
+# %% ../nbs/10b_testset.ipynb #1f6500fd
+SCORES = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db")
+
+
+def score_output(case: TestCase, wav: torch.Tensor, estimator) -> dict:
+    "The scores of one output `wav` of `case` (see `SCORES`); `estimator` is an `rt60.RT60Estimator`."
+    from avsoundscape.metrics import ambient_distance_db, ambient_level_error_db, logmel_l1_db
+
+    wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)[: len(case.target)]
+    return {"rt60_error_s": abs(float(estimator.estimate(wav)) - case.rt60),
+            "ambient_distance_db": ambient_distance_db(case.target, wav, case.background),
+            "ambient_level_error_db": abs(ambient_level_error_db(case.target, wav, case.background)),
+            "logmel_l1_db": logmel_l1_db(case.target, wav)}
+
+
+def mean_ci(values) -> dict:
+    "Mean and 95 % confidence half-width of `values`."
+    v = np.asarray(values, np.float64)
+    return {"mean": round(float(v.mean()), 3), "ci95": round(float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0, 3)}
+
+
+def summarize_scores(rows: list[dict]) -> dict:
+    "Per score, the mean and 95 % CI over cases."
+    return {k: mean_ci([r[k] for r in rows]) for k in rows[0]}
+
+
+def paired_gap(worse: list[dict], better: list[dict]) -> dict:
+    "Per score, mean and 95 % CI of the per-case difference `worse` - `better`."
+    return {k: mean_ci([w[k] - b[k] for w, b in zip(worse, better)]) for k in better[0]}
