@@ -1,5 +1,6 @@
 # avsoundscape: the two commands of the README, and their helpers.
 #   make repro   install what is missing, then run the main job (dvc repro)
+#                (PROFILE=cpu-long|paper first merges profiles/PROFILE.yaml into params.yaml)
 #   make test    install what is missing, then run the whole test suite
 # The virtual env lives outside the checkout, keyed by a hash of requirements.lock,
 # so a second run on the same machine reuses it; a fresh machine builds it from nothing.
@@ -18,6 +19,7 @@ export PYTHONHASHSEED := 0
 .PHONY: repro test env system lib readme bench clean-env
 
 repro: env
+	$(if $(PROFILE),"$(BIN)/avsoundscape" params $(PROFILE) -o params.yaml)
 	"$(BIN)/dvc" pull -q data.dvc
 	PATH="$(BIN):$$PATH" "$(BIN)/dvc" repro
 

@@ -163,6 +163,27 @@ def _synth(args) -> int:
           f"test {sp['test']}) to {args.out_dir} in {time.perf_counter() - t0:.1f} s")
     return 0
 
+# %% ../nbs/12_cli.ipynb #73f34c76
+def _add_params(p):
+    p.add_argument("profile", help="a profile name under profiles/ (cpu-long, paper) or a YAML file of overrides")
+    p.add_argument("--base", default="params.yaml", help="the params file the profile is merged over (default params.yaml)")
+    p.add_argument("-o", "--output", default=None, help="write the merged params here (e.g. params.yaml); default: print them")
+
+
+def _params(args) -> int:
+    import yaml
+
+    from avsoundscape.core import atomic_path, profile_params
+
+    text = yaml.safe_dump(profile_params(args.profile, args.base), sort_keys=False, width=120)
+    if args.output is None:
+        print(text, end="")
+        return 0
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(f"# params.yaml with profile {args.profile!r} merged in (avsoundscape params); git checkout params.yaml restores the default\n" + text)
+    print(f"wrote {args.output} (profile {args.profile})")
+    return 0
+
 # %% ../nbs/12_cli.ipynb #c0c1952c
 COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
@@ -171,6 +192,7 @@ COMMANDS = {
     "train": (_add_train, _train, "train a stage (encoders | vae | vocoder | ldm) on prepared pairs; --resume continues a run"),
     "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
     "synth": (_add_synth, _synth, "generate SynthScapes, the embedded audio-visual dataset with ground truth"),
+    "params": (_add_params, _params, "params.yaml with a profile (cpu-long | paper | FILE.yaml) merged in"),
 }
 
 

@@ -18,8 +18,8 @@ import yaml
 
 # %% auto #0
 __all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'merge_params', 'load_params',
-           'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module', 'read_module_config',
-           'load_module_weights']
+           'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module',
+           'read_module_config', 'load_module_weights']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
 class AvsError(Exception):
@@ -74,10 +74,13 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 # %% ../nbs/00_core.ipynb #4f462250
 def merge_params(base: dict, override: dict) -> dict:
-    "A copy of `base` with `override` merged in recursively (override wins)."
+    "A copy of `base` with `override` merged in recursively (override wins; a component whose kind/type changes is replaced whole)."
     out = dict(base)
     for k, v in (override or {}).items():
-        out[k] = merge_params(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        other_kind = isinstance(old, dict) and isinstance(v, dict) and any(
+            t in v and t in old and v[t] != old[t] for t in ("kind", "type"))
+        out[k] = merge_params(old, v) if isinstance(v, dict) and isinstance(old, dict) and not other_kind else v
     return out
 
 
@@ -97,6 +100,16 @@ def load_params(path: str | os.PathLike = "params.yaml", section: str | None = N
     if section not in params:
         raise AvsError(f"{path}: no section {section!r} (have: {', '.join(params) or 'none'})")
     return params[section]
+
+# %% ../nbs/00_core.ipynb #2d45b578
+def profile_params(profile: str, base: str | os.PathLike = "params.yaml", profiles_dir: str | os.PathLike | None = None) -> dict:
+    "`base` with `profiles/<profile>.yaml` merged over it (`profile` may also be a path to a YAML file)."
+    base = Path(base)
+    path = Path(profile) if str(profile).endswith((".yaml", ".yml")) else Path(profiles_dir or base.parent / "profiles") / f"{profile}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise AvsError(f"{path}: no such profile" + (f" (have: {', '.join(have)})" if have else ""))
+    return merge_params(load_params(base), load_params(path))
 
 # %% ../nbs/00_core.ipynb #d99a16c0
 def project_root(start: str | os.PathLike | None = None) -> Path:

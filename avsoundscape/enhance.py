@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, load_audio
-from .core import AvsError
+from .core import AvsError, get_logger
+
+log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['Enhancer', 'ENHANCERS', 'enhance_none', 'enhance_classical', 'vad_gate', 'enhance_gated', 'enhance_oracle',
+__all__ = ['log', 'Enhancer', 'ENHANCERS', 'enhance_none', 'enhance_classical', 'vad_gate', 'enhance_gated', 'enhance_oracle',
            'get_enhancer', 'apply_enhancer']
 
 # %% ../nbs/04b_enhance.ipynb #71e48b9e
@@ -50,6 +52,9 @@ def vad_gate(wav: torch.Tensor, pad_ms: float = 50.0, ramp_ms: float = 10.0) -> 
     from avsoundscape.vad import speech_mask
 
     mask = torch.from_numpy(speech_mask(wav)).float()
+    if not bool(mask.any()):  # a gate that hears no speech at all would return silence: leave the input as it is
+        log.info("vad_gate: no speech found in %.2f s of audio; not gated", len(wav) / SAMPLE_RATE)
+        return wav
     pad, ramp = int(pad_ms * SAMPLE_RATE / 1000), max(1, int(ramp_ms * SAMPLE_RATE / 1000))
     gain = torch.nn.functional.max_pool1d(mask[None, None], 2 * pad + 1, 1, pad)
     gain = torch.nn.functional.avg_pool1d(gain, ramp, 1, ramp // 2, count_include_pad=False)[0, 0, : len(wav)]

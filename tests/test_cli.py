@@ -48,3 +48,22 @@ def test_bad_input_gives_one_clear_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip() == f"avsoundscape convert: error: {tmp_path / 'empty.wav'}: empty file (0 bytes)"
     assert "Traceback" not in r.stderr
+
+
+def test_params_profiles_merge_over_params_yaml(tmp_path, capsys):
+    import yaml
+    from conftest import ROOT
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for profile in ("cpu-long", "paper"):
+        out = tmp_path / f"{profile}.yaml"
+        assert main(["params", profile, "--base", str(ROOT / "params.yaml"), "-o", str(out)]) == 0
+        merged = yaml.safe_load(out.read_text())
+        over = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+        assert set(merged) == set(base)  # every stage keeps its group
+        for group, values in over.items():
+            for k, v in values.items():
+                assert merged[group][k] == v
+    assert merged["model"]["clip_seconds"] == 10.24 and merged["frontend"] == base["frontend"]
+    assert main(["params", "nope", "--base", str(ROOT / "params.yaml")]) == 1
+    assert "no such profile (have: cpu-long, paper)" in capsys.readouterr().err
