@@ -12,7 +12,7 @@ AVS_CACHE ?= $(HOME)/.cache/avsoundscape
 PINS_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
 ENV := $(AVS_CACHE)/env-$(PINS_HASH)
 BIN := $(ENV)/bin
-APT_PKGS := ffmpeg flite espeak-ng sox git
+APT_PKGS := ffmpeg flite espeak-ng sox git chromium
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 

@@ -97,9 +97,9 @@ def slug(name: str) -> str:
 
 
 def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[str, Callable], estimator,
-                embed: Callable | None = None, audio_dir: str | os.PathLike | None = None,
+                embed: Callable | None = None, audio_dir: str | os.PathLike | None = None, keep: set | None = None,
                 progress: bool = True) -> tuple[list[dict], dict]:
-    "Score every (input kind, method, case); returns (rows, embeddings keyed by (input, method)) and writes wavs to `audio_dir`."
+    "Score every (input kind, method, case); returns (rows, embeddings keyed by (input, method)); writes the wavs of the cases in `keep` (all if None) to `audio_dir`."
     from tqdm.auto import tqdm
 
     rows, embs = [], {}
@@ -115,7 +115,7 @@ def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[
                 e = embed(out)
                 row["cond_similarity"] = float(e @ embed(c.cond_wav))
                 embs.setdefault((kind, name), []).append(e)
-            if audio_dir is not None:
+            if audio_dir is not None and (keep is None or c.case_id in keep):
                 save_audio(Path(audio_dir) / kind / slug(name) / f"{c.case_id}.wav", out)
             rows.append(row)
     return rows, {k: torch.stack(v) for k, v in embs.items()}

@@ -177,11 +177,12 @@ SCORES = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logm
 
 
 def score_output(case: TestCase, wav: torch.Tensor, estimator) -> dict:
-    "The scores of one output `wav` of `case` (see `SCORES`); `estimator` is an `rt60.RT60Estimator`."
+    "The scores of one output `wav` of `case` (`SCORES`, plus the RT60 estimate itself); `estimator`: an `rt60.RT60Estimator`."
     from avsoundscape.metrics import ambient_distance_db, ambient_level_error_db, logmel_l1_db
 
     wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)[: len(case.target)]
-    return {"rt60_error_s": abs(float(estimator.estimate(wav)) - case.rt60),
+    rt60 = float(estimator.estimate(wav))
+    return {"rt60_error_s": abs(rt60 - case.rt60), "rt60_estimate_s": rt60,
             "ambient_distance_db": ambient_distance_db(case.target, wav, case.background),
             "ambient_level_error_db": abs(ambient_level_error_db(case.target, wav, case.background)),
             "logmel_l1_db": logmel_l1_db(case.target, wav)}

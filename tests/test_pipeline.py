@@ -1,10 +1,13 @@
-"""End-to-end smoke run of the DVC pipeline, on a copy of the project with the tiny params profile."""
+"""End-to-end smoke run of the DVC pipeline, on a copy of the project with the tiny params profile, and its
+listening report opened in a real headless browser (Debian's chromium)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -22,8 +25,10 @@ def _copy_project(dst: Path) -> None:
             shutil.copy2(src, dst / f)
 
 
-def test_dvc_repro_smoke(tmp_path):
-    proj = tmp_path / "proj"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    "A copy of the project after `dvc repro` with the tiny profile: (folder, run)."
+    proj = tmp_path_factory.mktemp("smoke") / "proj"
     proj.mkdir()
     _copy_project(proj)
     shutil.copy(TINY, proj / "params.yaml")
@@ -32,10 +37,36 @@ def test_dvc_repro_smoke(tmp_path):
     for cmd in (["git", "init", "-q"], ["dvc", "pull", "-q", "data.dvc"], ["dvc", "repro"]):
         r = run(*cmd)
         assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}"
+    return proj, run
+
+
+def test_dvc_repro_smoke(tiny_run):
+    proj, run = tiny_run
     stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
     for stage in stages:
         assert (proj / "results" / stage / f"{stage}.ipynb").is_file(), f"stage {stage}: no executed notebook"
     r = run("dvc", "metrics", "show", "--json")
     assert r.returncode == 0 and "roundtrip_logmel_l1_db" in r.stdout, r.stdout + r.stderr
+    assert "learned" in r.stdout and "abs_error_s" in r.stdout, r.stdout  # evaluate and rt60 metrics
     r = run("dvc", "status")
     assert "changed" not in r.stdout, r.stdout
+
+
+def test_report_opens_in_headless_chromium(tiny_run):
+    proj, _ = tiny_run
+    page = proj / "results" / "report" / "index.html"
+    assert page.is_file()
+    exe = shutil.which("chromium")
+    assert exe, "chromium is missing: `make test` installs it (apt-get install chromium)"
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    players = re.findall(r'<audio[^>]*src="([^"]+)"', html)
+    assert len(players) >= 2 * 4, f"{len(players)} players"  # 2 report cases x (input, condition, methods, target)
+    assert all((page.parent / src).is_file() for src in players), "a player points at a missing file"
+    assert '<table id="main-table">' in html and "RT60 err (s)" in html and "ours (audio-visual)" in html
+    shot = proj / "results" / "report" / "screenshot.png"
+    r = subprocess.run([*flags, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and shot.stat().st_size > 20_000, r.stderr[-2000:]
