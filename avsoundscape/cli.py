@@ -225,3 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except AvsError as e:
         print(f"avsoundscape {args.command}: error: {e}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":  # `python -m avsoundscape.cli`, and `accelerate launch -m avsoundscape.cli train ...`
+    sys.exit(main())

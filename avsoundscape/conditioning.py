@@ -92,6 +92,13 @@ class Conditioner(nn.Module):
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return CondOutput(tokens + self.token_pos, pooled, mask)
 
+    def heads(self, seg: torch.Tensor, glob: torch.Tensor) -> CondOutput:
+        "Backbone features (as `features` gives them) -> tokens and pooled vector: the part above the backbone."
+        return self._out(self.token_head(seg), self.pooled_head(glob))
+
+    def forward(self, x) -> CondOutput:
+        return self.heads(*self.features(x))
+
     @property
     def _param(self) -> torch.Tensor:
         return self.token_pos
@@ -188,10 +195,6 @@ class ConvAudioEncoder(Conditioner):
             h = h.flatten(1, 2).transpose(1, 2)                              # (B, frames', F)
             seg = F.adaptive_avg_pool1d(h.transpose(1, 2), self.n_tokens).transpose(1, 2)
             return seg, h.mean(1)
-
-    def forward(self, wav) -> CondOutput:
-        seg, glob = self.features(wav)
-        return self._out(self.token_head(seg), self.pooled_head(glob))
 
 # %% ../nbs/06_conditioning.ipynb #ae0bfaf1
 def _laion_clap() -> tuple[types.ModuleType, types.ModuleType, Path]:
@@ -335,10 +338,6 @@ class ClapAudioEncoder(Conditioner):
             glob = F.normalize(self.audio_projection(out["embedding"]), dim=-1)
         return seg, glob
 
-    def forward(self, wav) -> CondOutput:
-        seg, glob = self.features(wav)
-        return self._out(self.token_head(seg), self.pooled_head(glob))
-
 # %% ../nbs/06_conditioning.ipynb #db9823f8
 def _grid(n: int) -> tuple[int, int]:
     "The most square (rows, cols) with rows * cols == n."
@@ -373,10 +372,6 @@ class ConvImageEncoder(Conditioner):
             h = self.net(x)
             seg = F.adaptive_avg_pool2d(h, _grid(self.n_tokens)).flatten(2).transpose(1, 2)
             return seg, h.mean((2, 3))
-
-    def forward(self, frames) -> CondOutput:
-        seg, glob = self.features(frames)
-        return self._out(self.token_head(seg), self.pooled_head(glob))
 
 # %% ../nbs/06_conditioning.ipynb #2d293119
 CLIP_SMALL = {"model": "ViT-B-32", "embed_dim": 64,
@@ -423,10 +418,8 @@ class ClipImageEncoder(Conditioner):
             e = F.normalize(e[0] if isinstance(e, tuple) else e, dim=-1)  # (pooled, tokens) if output_tokens
         return e, e
 
-    def forward(self, frames) -> CondOutput:
-        e, glob = self.features(frames)
-        tokens = self.token_head(e).view(-1, self.n_tokens, self.d_model)
-        return self._out(tokens, self.pooled_head(glob))
+    def heads(self, e: torch.Tensor, glob: torch.Tensor) -> CondOutput:
+        return self._out(self.token_head(e).view(-1, self.n_tokens, self.d_model), self.pooled_head(glob))
 
 # %% ../nbs/06_conditioning.ipynb #4294f3d7
 CONDITIONER_DEFAULTS = {

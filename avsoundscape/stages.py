@@ -21,9 +21,9 @@ from .train import Trainer, TrainConfig
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'LatentPairs', 'stage_config',
-           'StylizerModel', 'train_ldm', 'train_encoders', 'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN',
-           'train_vocoder']
+__all__ = ['log', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'cached_features',
+           'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm', 'train_encoders', 'VAEObjective', 'train_vae',
+           'RandomSegments', 'VocoderGAN', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -44,10 +44,10 @@ def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple 
     return out
 
 
-def _codec_key(codec, files) -> str:
-    "Hash of the codec (config and weights) and the shard files (name, size, mtime)."
-    h = hashlib.sha1(json.dumps(codec.config, sort_keys=True).encode())
-    for k, v in codec.state_dict().items():  # none for the `mel` codec
+def _cache_key(module, files) -> str:
+    "Hash of a module (config and weights) and the shard files (name, size, mtime)."
+    h = hashlib.sha1(json.dumps(module.config, sort_keys=True).encode())
+    for k, v in module.state_dict().items():  # none for the `mel` codec
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     for f in files:
         h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
@@ -58,7 +58,7 @@ def cached_latents(pairs: dict, codec, cache_dir: str | os.PathLike) -> tuple[to
     "(input latents, target latents) of `pairs` under `codec`, computed once and cached."
     from safetensors.torch import load_file, save_file
 
-    path = Path(cache_dir) / f"latents-{_codec_key(codec, pairs['files'])}.safetensors"
+    path = Path(cache_dir) / f"latents-{_cache_key(codec, pairs['files'])}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         return t["input"], t["target"]
@@ -70,17 +70,40 @@ def cached_latents(pairs: dict, codec, cache_dir: str | os.PathLike) -> tuple[to
     return inp, tgt
 
 
-class LatentPairs(torch.utils.data.Dataset):
-    "Training examples: input and target latents, condition audio, condition frame."
+def cached_features(encoder, inputs: torch.Tensor, files, cache_dir: str | os.PathLike, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "A frozen condition encoder's backbone features (segments, global) of every input, computed once and cached."
+    from safetensors.torch import load_file, save_file
 
-    def __init__(self, pairs: dict, inp: torch.Tensor, tgt: torch.Tensor):
-        self.p, self.inp, self.tgt = pairs, inp, tgt
+    path = Path(cache_dir) / f"{name}-{_cache_key(encoder, files)}.safetensors"
+    if path.is_file():
+        t = load_file(str(path))
+        return t["seg"], t["glob"]
+    encoder.eval()
+    with torch.no_grad():
+        parts = [encoder.features(chunk) for chunk in inputs.split(64)]
+    seg, glob = torch.cat([s for s, _ in parts]).float(), torch.cat([g for _, g in parts]).float()
+    with atomic_path(path) as tmp:
+        save_file({"seg": seg.contiguous(), "glob": glob.contiguous()}, str(tmp))
+    return seg, glob
+
+
+class LatentPairs(torch.utils.data.Dataset):
+    "Training examples: input and target latents, and the condition (audio and frame, or a frozen encoder's cached features)."
+
+    def __init__(self, pairs: dict, inp: torch.Tensor, tgt: torch.Tensor, audio_feats=None, image_feats=None):
+        self.p, self.inp, self.tgt, self.audio_feats, self.image_feats = pairs, inp, tgt, audio_feats, image_feats
 
     def __len__(self):
         return len(self.inp)
 
     def __getitem__(self, i):
-        return {"input": self.inp[i], "target": self.tgt[i], "cond_wav": self.p["cond_wav"][i], "frame": self.p["frame"][i]}
+        item = {"input": self.inp[i], "target": self.tgt[i]}
+        for kind, raw, feats in (("audio", "cond_wav", self.audio_feats), ("image", "frame", self.image_feats)):
+            if feats is None:
+                item[raw] = self.p[raw][i]
+            else:
+                item[f"{kind}_seg"], item[f"{kind}_glob"] = feats[0][i], feats[1][i]
+        return item
 
 # %% ../nbs/09a_stages.ipynb #fc724635
 def stage_config(params: dict, group: str, extras: dict | None = None) -> tuple[TrainConfig, dict]:
@@ -104,12 +127,14 @@ class StylizerModel(nn.Module):
         super().__init__()
         self.audio_encoder, self.image_encoder, self.denoiser = audio_encoder, image_encoder, denoiser
 
-    def condition(self, cond_wav, frame):
-        a, i = self.audio_encoder(cond_wav), self.image_encoder(frame)
+    def condition(self, batch: dict):
+        "Condition tokens and pooled vectors of a batch: from raw audio and frames, or from cached backbone features."
+        enc = lambda e, kind, raw: e.heads(batch[f"{kind}_seg"], batch[f"{kind}_glob"]) if f"{kind}_seg" in batch else e(batch[raw])
+        a, i = enc(self.audio_encoder, "audio", "cond_wav"), enc(self.image_encoder, "image", "frame")
         return (a.tokens, a.pooled), (i.tokens, i.pooled)
 
     def loss(self, batch: dict) -> torch.Tensor:
-        audio, image = self.condition(batch["cond_wav"], batch["frame"])
+        audio, image = self.condition(batch)
         return denoiser_loss(self.denoiser, batch["target"], batch["input"], audio, image)
 
 
@@ -140,9 +165,13 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
         ienc = load_conditioner(Path(init_encoders) / "image_encoder")
     pairs = load_pairs(pairs_dir, "train")
     inp, tgt = cached_latents(pairs, codec, out_dir / "cache")
+    # frozen condition encoders (trainable: false) run once over the data; only their heads train
+    feats = {k: cached_features(e, pairs[raw], pairs["files"], out_dir / "cache", k) if not e.trainable else None
+             for k, e, raw in (("audio", aenc, "cond_wav"), ("image", ienc, "frame"))}
     model = StylizerModel(aenc, ienc, den)
     cfg, _ = stage_config(params, "ldm")
-    trainer = Trainer(model, LatentPairs(pairs, inp, tgt), lambda m, b: m.loss(b), cfg, out_dir).fit(resume=resume, progress=progress)
+    data = LatentPairs(pairs, inp, tgt, feats["audio"], feats["image"])
+    trainer = Trainer(model, data, lambda m, b: m.loss(b), cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
     st = Stylizer(codec, vocoder, best.audio_encoder, best.image_encoder, best.denoiser,
                   config={**params.get("stylizer", {}), "window_seconds": params["model"]["clip_seconds"],

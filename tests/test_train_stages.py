@@ -17,7 +17,8 @@ from avsoundscape.audio import LogMel
 from avsoundscape.codec import build_codec, load_codec
 from avsoundscape.core import AvsError
 from avsoundscape.pairs import save_shard
-from avsoundscape.stages import _codec_key, load_pairs, train_ldm, train_vae, train_vocoder
+from avsoundscape.stages import (LatentPairs, StylizerModel, _cache_key, cached_features, load_pairs, train_ldm,
+                                 train_vae, train_vocoder)
 from avsoundscape.stylize import TINY_MODEL, Stylizer
 from avsoundscape.train import list_checkpoints
 from avsoundscape.vocoder import load_vocoder
@@ -140,7 +141,7 @@ def test_ldm_with_the_trained_codec(pairs, trained_vae, tmp_path):
     assert st.meta["provenance"]["codec_dir"] == str(trained_vae / "model")
     # same config, other weights: another cache entry
     files = load_pairs(pairs)["files"]
-    assert _codec_key(st.codec, files) != _codec_key(build_codec(st.codec.config), files)
+    assert _cache_key(st.codec, files) != _cache_key(build_codec(st.codec.config), files)
 
 
 def cli(tmp_path, stage, p, *args):
@@ -176,3 +177,25 @@ def test_cli_ldm_only_options_are_refused_in_one_line(tmp_path, capsys):
     assert main(["train", "vocoder", "--codec", str(tmp_path), "--init-encoders", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == \
         "avsoundscape train: error: --init-encoders, --codec: only `train ldm` takes them (stage 'vocoder')"
+
+
+def test_frozen_condition_encoders_run_once_and_train_their_heads(pairs, tmp_path):
+    frozen = {"audio_encoder": {**TINY_MODEL["audio_encoder"], "trainable": False},
+              "image_encoder": {**TINY_MODEL["image_encoder"], "trainable": False}}
+    p = params(model=frozen, ldm={"steps": 2, "batch_size": 4, "warmup_steps": 1, "ckpt_every": 2}, stylizer={"steps": 2})
+    ck = train_ldm(p, pairs, tmp_path / "ldm", progress=False)
+    cache = sorted(f.name.split("-")[0] for f in (tmp_path / "ldm" / "cache").glob("*.safetensors"))
+    assert cache == ["audio", "image", "latents"]
+    st = Stylizer.from_pretrained(ck, device="cpu")
+    # cached features + heads give exactly what the encoder gives on the raw condition
+    data = load_pairs(pairs)
+    a = cached_features(st.audio_encoder, data["cond_wav"], data["files"], tmp_path / "c", "audio")
+    i = cached_features(st.image_encoder, data["frame"], data["files"], tmp_path / "c", "image")
+    ds = LatentPairs(data, data["input_mel"], data["target_mel"], a, i)
+    batch = {k: torch.stack([ds[j][k] for j in range(3)]) for k in ds[0]}
+    assert "cond_wav" not in batch and "audio_seg" in batch
+    model = StylizerModel(st.audio_encoder, st.image_encoder, st.denoiser).eval()
+    (at, ap), (it, ip) = model.condition(batch)
+    (rat, rap), (rit, rip) = model.condition({"cond_wav": data["cond_wav"][:3], "frame": data["frame"][:3]})
+    for x, y in ((at, rat), (ap, rap), (it, rit), (ip, rip)):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
