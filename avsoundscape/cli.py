@@ -184,6 +184,52 @@ def _params(args) -> int:
     print(f"wrote {args.output} (profile {args.profile})")
     return 0
 
+# %% ../nbs/12_cli.ipynb #f69d91bf
+def _add_evaluate(p):
+    p.add_argument("synth_dir", help="a SynthScapes folder (its truth/ builds the true targets)")
+    p.add_argument("--rt60", required=True, help="the blind RT60 estimator's folder (the `rt60` stage writes results/rt60/model)")
+    p.add_argument("--out", required=True, help="folder for metrics.json, table.md / table.csv, rows.json and audio/")
+    p.add_argument("--checkpoint", default=None, help="Stylizer checkpoint folder (default: the weights shipped in the package)")
+    p.add_argument("--regressor", default=None, help="a regressor checkpoint to score beside it (the ablation)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--per-video", type=int, default=4, help="test cases per speech video")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of each test case")
+    p.add_argument("--cond-seconds", type=float, default=2.56, help="length of the condition clip")
+    p.add_argument("--enhancer", default="gated", help="the enhancer of the realistic (enhanced) input")
+    p.add_argument("--guidance", type=float, nargs="*", default=[], help="extra guidance scales to sweep")
+    p.add_argument("--report-cases", type=int, default=8, help="cases whose outputs are written as audio")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+
+def _evaluate(args) -> int:
+    import json
+    from pathlib import Path
+
+    from avsoundscape.enhance import get_enhancer
+    from avsoundscape.evaluate import run_protocol, write_table
+    from avsoundscape.rt60 import load_rt60
+    from avsoundscape.stylize import Stylizer, default_checkpoint
+    from avsoundscape.testset import build_cases
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    enhancer = get_enhancer(args.enhancer)
+    cases = build_cases(args.synth_dir, args.split, args.per_video, args.seconds, args.cond_seconds, args.seed, enhancer)
+    st = Stylizer.from_pretrained(args.checkpoint or default_checkpoint(), device=args.device)
+    reg = Stylizer.from_pretrained(args.regressor, device=args.device) if args.regressor else None
+    keep = {c.case_id for c in cases[: args.report_cases]}
+    res = run_protocol(cases, st, load_rt60(args.rt60), enhancer, args.guidance, reg, args.seed,
+                       audio_dir=out / "audio", keep=keep, progress=True)
+    print(write_table(res["lines"], out / "table.csv", out / "table.md"), end="")
+    metrics = {"cases": len(cases), "learned": res["criterion"],
+               "methods": {f"{l['input']} / {l['method']}": {k: (v["mean"] if isinstance(v, dict) else v) for k, v in l.items()
+                                                           if k not in ("input", "method")} for l in res["lines"]}}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (out / "rows.json").write_text(json.dumps(res["rows"]))
+    print(f"learned (clean input): {res['criterion']['dry']['learned']}; wrote {out}")
+    return 0
+
 # %% ../nbs/12_cli.ipynb #c0c1952c
 COMMANDS = {
     "info": (_add_info, _info, "what an audio or video file holds, and how it reads at 16 kHz mono"),
@@ -192,6 +238,7 @@ COMMANDS = {
     "train": (_add_train, _train, "train a stage (encoders | vae | vocoder | ldm) on prepared pairs; --resume continues a run"),
     "prepare": (_add_prepare, _prepare, "cut self-supervised (input, target, condition) pairs from videos into shards"),
     "synth": (_add_synth, _synth, "generate SynthScapes, the embedded audio-visual dataset with ground truth"),
+    "evaluate": (_add_evaluate, _evaluate, "score a checkpoint and the baselines on SynthScapes' cross-scene test cases"),
     "params": (_add_params, _params, "params.yaml with a profile (cpu-long | paper | FILE.yaml) merged in"),
 }
 

@@ -20,8 +20,9 @@ from .testset import SCORES, TestCase, mean_ci, score_output
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Method', 'COLUMNS', 'model_methods', 'baseline_methods', 'stoi_pesq', 'embedder', 'frechet_distance', 'slug',
-           'run_methods', 'summary', 'table_rows', 'write_table']
+__all__ = ['log', 'Method', 'COLUMNS', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods', 'stoi_pesq', 'embedder',
+           'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table', 'learned_criterion',
+           'run_protocol']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
@@ -170,3 +171,34 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
     md += "".join("| " + " | ".join(str(r.get(h, "")) for h in head) + " |\n" for r in rows)
     Path(md_path).write_text(md)
     return md
+
+# %% ../nbs/11a_evaluate.ipynb #f46fe8ab
+ENHANCED_METHODS = ("identity", "separate & remix", "DSP matching", "ours (audio-visual)", "oracle (true target)")
+
+
+def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours (audio-visual)",
+                      keys=("rt60_error_s", "ambient_distance_db")) -> dict:
+    "Paired gaps (other - right) of `keys` per case for input `kind`, and whether all lie above zero (95 % CI)."
+    from avsoundscape.testset import paired_gap
+
+    pick = lambda m: [{k: r[k] for k in keys} for r in rows if r["input"] == kind and r["method"] == m]
+    gaps = {o: paired_gap(pick(o), pick(right)) for o in others if pick(o)}
+    return {"gaps_vs_right": gaps, "learned": bool(gaps) and all(g[k]["mean"] - g[k]["ci95"] > 0 for g in gaps.values() for k in g)}
+
+
+def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances=(), regressor=None, seed: int = 0,
+                 enhanced_methods=ENHANCED_METHODS, audio_dir=None, keep: set | None = None, progress: bool = True) -> dict:
+    "Every method on every case (clean input; `enhanced_methods` also on the enhanced input): rows, summary lines, criterion."
+    methods = {**baseline_methods(estimator, enhancer), **model_methods(stylizer, "ours", guidances, seed)}
+    if regressor is not None:
+        methods["regressor (audio-visual)"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed)
+    embed = embedder(stylizer.audio_encoder, stylizer.config["cond_seconds"])
+    rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress)
+    if all(c.enhanced is not None for c in cases):
+        more = {k: v for k, v in methods.items() if k in enhanced_methods}
+        r2, e2 = run_methods(cases, more, {"enhanced": lambda c: c.enhanced}, estimator, embed, audio_dir, keep, progress)
+        rows, embs = rows + r2, {**embs, **e2}
+    lines = summary(rows, embs, torch.stack([embed(c.target) for c in cases]))
+    criterion = {"dry": learned_criterion(rows, "dry", ("identity", "ours, wrong scene", "ours, no condition")),
+                 "enhanced": learned_criterion(rows, "enhanced", ("identity",))}
+    return {"rows": rows, "lines": lines, "criterion": criterion}

@@ -67,3 +67,28 @@ def test_params_profiles_merge_over_params_yaml(tmp_path, capsys):
     assert merged["model"]["clip_seconds"] == 10.24 and merged["frontend"] == base["frontend"]
     assert main(["params", "nope", "--base", str(ROOT / "params.yaml")]) == 1
     assert "no such profile (have: cpu-long, paper)" in capsys.readouterr().err
+
+
+def test_evaluate_cli_on_a_tiny_synthscapes(tmp_path):
+    import json
+
+    import torch
+    from avsoundscape.rt60 import RT60Estimator, save_rt60
+    from avsoundscape.stylize import tiny_stylizer
+    from avsoundscape.synthscapes import generate
+
+    generate(tmp_path / "ss", videos=6, seconds=6.0, seed=0, workers=1)
+    torch.manual_seed(0)
+    tiny_stylizer().save_pretrained(tmp_path / "ck")
+    save_rt60(RT60Estimator(channels=(8, 8, 8, 8)), tmp_path / "rt60")
+    args = ["evaluate", str(tmp_path / "ss"), "--rt60", str(tmp_path / "rt60"), "--checkpoint", str(tmp_path / "ck"),
+            "--out", str(tmp_path / "ev"), "--split", "train", "--per-video", "1", "--seconds", "2", "--cond-seconds", "1.28",
+            "--enhancer", "none", "--report-cases", "1"]
+    assert main(args) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["cases"] >= 3 and "dry / DSP matching" in m["methods"] and "enhanced / ours (audio-visual)" in m["methods"]
+    assert isinstance(m["learned"]["dry"]["learned"], bool)
+    assert "| dry | oracle (true target) |" in (tmp_path / "ev" / "table.md").read_text()
+    assert len(list((tmp_path / "ev" / "audio").glob("*/*/*.wav"))) > 0
+    bad = [str(tmp_path / "nope") if a == str(tmp_path / "rt60") else a for a in args]
+    assert main(bad) == 1  # a missing estimator is one clear line, not a traceback

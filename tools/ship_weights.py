@@ -5,7 +5,8 @@
 RUN_DIR is a project checkout where `dvc repro` ran (with `avsoundscape params PROFILE -o params.yaml`):
 its `results/ldm/model` becomes `avsoundscape/weights/default/`, and `PROVENANCE.json` beside it records
 the profile, the merged params, the data seed, the git commit the run was made from, and the run's
-metrics (the ldm stage's held-out and cross-scene checks, the RT60 estimator's own error)."""
+metrics (the ldm stage's held-out check, the evaluate stage's table and learned-task criterion, the RT60
+estimator's own error)."""
 import argparse
 import json
 import shutil
@@ -36,7 +37,8 @@ def main() -> None:
         "data": {"dataset": "SynthScapes", "seed": params["synth"]["seed"], "videos": params["synth"]["videos"],
                  "seconds": params["synth"]["seconds"], "enhancer": params["prepare"]["enhancer"]},
         "params": params, "shipped": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metrics": {"ldm": read("results/ldm/metrics.json"), "rt60": read("results/rt60/metrics.json"),
+        "metrics": {"ldm": read("results/ldm/metrics.json"), "evaluate": read("results/evaluate/metrics.json"),
+                    "rt60": read("results/rt60/metrics.json"),
                     "encoders": read("results/encoders/metrics.json"), "prepare": read("results/prepare/summary.json")},
     }
     dest = ROOT / "avsoundscape" / "weights" / "default"
