@@ -29,11 +29,11 @@ def main() -> None:
     Stylizer.from_pretrained(model, device="cpu")  # refuse anything that does not load
     params = load_params(run / "params.yaml")
     commit = subprocess.run(["git", "-C", str(run), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(run), "status", "--porcelain", "--", ".", ":!params.yaml"],
+    dirty = subprocess.run(["git", "-C", str(run), "status", "--porcelain", "--", ".", ":!params.yaml", ":!dvc.lock"],
                            capture_output=True, text=True, check=True).stdout.strip()
     read = lambda p: json.loads((run / p).read_text()) if (run / p).is_file() else None
     provenance = {
-        "profile": args.profile, "git_commit": commit, "tree_clean_except_params": not dirty,
+        "profile": args.profile, "git_commit": commit, "tree_clean_except_params_and_lock": not dirty,
         "data": {"dataset": "SynthScapes", "seed": params["synth"]["seed"], "videos": params["synth"]["videos"],
                  "seconds": params["synth"]["seconds"], "enhancer": params["prepare"]["enhancer"]},
         "params": params, "shipped": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,54 @@
+"""The weights shipped inside the package: they load, carry their provenance, and `stylize` uses them
+without --checkpoint."""
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from avsoundscape.stylize import COMPONENTS, Stylizer, default_checkpoint
+from conftest import ROOT, speechlike
+
+EXE = Path(sys.executable).parent / "avsoundscape"
+
+
+def test_default_weights_load_with_provenance():
+    folder = default_checkpoint()
+    prov = json.loads((folder / "PROVENANCE.json").read_text())
+    assert prov["profile"] == "cpu-long" and len(prov["git_commit"]) == 40
+    assert prov["data"]["seed"] == prov["params"]["synth"]["seed"]
+    assert prov["metrics"]["ldm"]["steps"] == prov["params"]["ldm"]["steps"]
+    ev = prov["metrics"]["evaluate"]
+    assert ev["cases"] > 0 and "dry / ours (audio-visual)" in ev["methods"] and "learned" in ev
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 20e6, f"{size / 1e6:.1f} MB is not 'a few MB'"
+    st = Stylizer.from_pretrained(folder, device="cpu")
+    torch.manual_seed(0)
+    out = st.stylize(speechlike(1.0), scene_audio=speechlike(1.3, seed=1), steps=2, seed=0)
+    assert out.shape == (16000,) and torch.isfinite(out).all()
+
+
+def test_stylize_cli_without_checkpoint(tmp_path):
+    sf.write(tmp_path / "speech.wav", speechlike(1.0).numpy(), 16000)
+    sf.write(tmp_path / "scene.wav", speechlike(1.5, seed=3).numpy(), 16000)
+    r = subprocess.run([str(EXE), "stylize", str(tmp_path / "speech.wav"), "--scene-audio", str(tmp_path / "scene.wav"),
+                        "--steps", "2", "-o", str(tmp_path / "out.wav")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wav, sr = sf.read(tmp_path / "out.wav")
+    assert sr == 16000 and len(wav) == 16000
+
+
+def test_wheel_ships_the_default_weights(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = tmp_path.glob("avsoundscape-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    base = "avsoundscape/weights/default/"
+    assert {base + "avsoundscape.json", base + "PROVENANCE.json"} <= names
+    for c in COMPONENTS:
+        assert base + f"{c}/{c}.json" in names
+    assert base + "denoiser/denoiser.safetensors" in names
