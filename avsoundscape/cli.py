@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avsoundscape {args.command}: error: {e}", file=sys.stderr)
         return 1
 
-
+# %% ../nbs/12_cli.ipynb #0c4f60d0
+#| eval: false
 if __name__ == "__main__":  # `python -m avsoundscape.cli`, and `accelerate launch -m avsoundscape.cli train ...`
     sys.exit(main())
