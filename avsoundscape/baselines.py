@@ -51,11 +51,12 @@ def band_noise(mel_power: torch.Tensor, n: int, rng: np.random.Generator) -> tor
 
 def background_power(wav: torch.Tensor) -> torch.Tensor:
     "Mean mel power (64,) of `wav` over the frames Silero VAD finds no speech in (all frames if it finds speech everywhere)."
+    from avsoundscape.testset import background_frames
     from avsoundscape.vad import speech_mask
 
     mag = torch.exp(LogMel()(wav)) ** 2
-    m = torch.from_numpy(speech_mask(wav))
-    frames = ~torch.nn.functional.pad(m, (0, mag.shape[-1] * 160 - len(m)))[: mag.shape[-1] * 160].reshape(-1, 160).any(1)
+    frames = background_frames(speech_mask(wav))[: mag.shape[-1]]
+    frames = torch.nn.functional.pad(frames, (0, mag.shape[-1] - len(frames)))  # a last partial frame counts as speech
     return mag[:, frames].mean(-1) if frames.sum() >= 5 else mag.mean(-1)
 
 

@@ -207,7 +207,7 @@ def _evaluate(args) -> int:
     from pathlib import Path
 
     from avsoundscape.enhance import get_enhancer
-    from avsoundscape.evaluate import run_protocol, write_table
+    from avsoundscape.evaluate import metrics_record, run_protocol, write_table
     from avsoundscape.rt60 import load_rt60
     from avsoundscape.stylize import Stylizer, default_checkpoint
     from avsoundscape.testset import build_cases
@@ -222,10 +222,7 @@ def _evaluate(args) -> int:
     res = run_protocol(cases, st, load_rt60(args.rt60), enhancer, args.guidance, reg, args.seed,
                        audio_dir=out / "audio", keep=keep, progress=True)
     print(write_table(res["lines"], out / "table.csv", out / "table.md"), end="")
-    metrics = {"cases": len(cases), "learned": res["criterion"],
-               "methods": {f"{l['input']} / {l['method']}": {k: (v["mean"] if isinstance(v, dict) else v) for k, v in l.items()
-                                                           if k not in ("input", "method")} for l in res["lines"]}}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics_record(cases, res), indent=1) + "\n")
     (out / "rows.json").write_text(json.dumps(res["rows"]))
     print(f"learned (clean input): {res['criterion']['dry']['learned']}; wrote {out}")
     return 0

@@ -22,7 +22,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'Method', 'COLUMNS', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods', 'stoi_pesq', 'embedder',
            'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table', 'learned_criterion',
-           'run_protocol']
+           'run_protocol', 'metrics_record']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
@@ -202,3 +202,10 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
     criterion = {"dry": learned_criterion(rows, "dry", ("identity", "ours, wrong scene", "ours, no condition")),
                  "enhanced": learned_criterion(rows, "enhanced", ("identity",))}
     return {"rows": rows, "lines": lines, "criterion": criterion}
+
+
+def metrics_record(cases: list[TestCase], result: dict, **extra) -> dict:
+    "The `metrics.json` of a protocol run (`run_protocol`'s result): case counts, the criterion, every method's mean scores."
+    flat = lambda l: {k: (v["mean"] if isinstance(v, dict) else v) for k, v in l.items() if k not in ("input", "method")}
+    return {"cases": len(cases), "test_videos": len({c.speech_video for c in cases}), **extra,
+            "learned": result["criterion"], "methods": {f"{l['input']} / {l['method']}": flat(l) for l in result["lines"]}}

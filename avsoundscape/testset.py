@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SCORES', 'TestCase', 'speech_mask', 'active_rms', 'background_frames', 'speech_starts', 'free_start',
-           'condition_start', 'build_cases', 'score_output', 'mean_ci', 'summarize_scores', 'paired_gap']
+           'condition_start', 'build_cases', 'score_output', 'mean_ci', 'paired_gap']
 
 # %% ../nbs/10b_testset.ipynb #042d53b2
 @dataclass
@@ -192,11 +192,6 @@ def mean_ci(values) -> dict:
     "Mean and 95 % confidence half-width of `values`."
     v = np.asarray(values, np.float64)
     return {"mean": round(float(v.mean()), 3), "ci95": round(float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0, 3)}
-
-
-def summarize_scores(rows: list[dict]) -> dict:
-    "Per score, the mean and 95 % CI over cases."
-    return {k: mean_ci([r[k] for r in rows]) for k in rows[0]}
 
 
 def paired_gap(worse: list[dict], better: list[dict]) -> dict:
