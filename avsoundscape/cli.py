@@ -58,7 +58,7 @@ def _prepare(args) -> int:
 
 
 def _stylize(args) -> int:
-    from avsoundscape.audio import load_audio, save_audio
+    from avsoundscape.audio import load_audio
     from avsoundscape.core import AvsError
     from avsoundscape.stylize import Stylizer, default_checkpoint, load_scene
 
@@ -67,10 +67,9 @@ def _stylize(args) -> int:
     speech = load_audio(args.input)
     audio, image = load_scene(args.scene, args.scene_audio, args.scene_image)
     model = Stylizer.from_pretrained(args.checkpoint or default_checkpoint(), device=args.device)
-    out = model.stylize(speech, audio, image, steps=args.steps, guidance=args.guidance, sampler=args.sampler,
-                        seed=args.seed, progress=True)
-    save_audio(args.output, out)
-    print(f"wrote {args.output} ({len(out) / 16000:.2f} s)")
+    info = model.stylize_file(speech, args.output, audio, image, steps=args.steps, guidance=args.guidance,
+                              sampler=args.sampler, seed=args.seed, progress=True)  # written batch by batch
+    print(f"wrote {args.output} ({info['seconds']:.2f} s)")
     return 0
 
 

@@ -24,8 +24,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'COMPONENTS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component', 'load_component',
-           'window_starts', 'crossfade_join', 'Stylizer', 'default_checkpoint', 'load_scene', 'build_components',
-           'tiny_stylizer']
+           'window_starts', 'OverlapAdd', 'crossfade_join', 'Stylizer', 'default_checkpoint', 'load_scene',
+           'build_components', 'tiny_stylizer']
 
 # %% ../nbs/08_stylize.ipynb #d855a04d
 COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
@@ -80,19 +80,38 @@ def window_starts(n: int, window: int, overlap: int) -> list[int]:
     return [k * hop for k in range(count)]
 
 
+class OverlapAdd:
+    "Joins `count` windows (hop `window - overlap`) with equal-power fades as they arrive, in order: `push` returns the samples that are final, so a long output never has to be held."
+
+    def __init__(self, window: int, overlap: int, count: int, n: int):
+        self.window, self.overlap, self.count, self.n = window, overlap, count, n
+        self.seen = self.emitted = 0
+        self.tail = None
+
+    def push(self, chunks: torch.Tensor) -> torch.Tensor:
+        "Add windows (k, window), the next in order; the finished samples (at most `n` in all)."
+        W, O, out = self.window, self.overlap, []
+        ramp = torch.linspace(0, 1, O + 2, device=chunks.device, dtype=chunks.dtype)[1:-1] * (math.pi / 2)
+        for y in chunks:
+            k, y = self.seen, y.clone()
+            if k >= self.count:
+                raise AvsError(f"OverlapAdd: window {k + 1} pushed, but {self.count} were announced")
+            if k > 0:
+                y[:O] = y[:O] * torch.sin(ramp) + self.tail
+            last = k == self.count - 1
+            if not last:
+                y[W - O:] *= torch.cos(ramp)
+                y, self.tail = y[:W - O], y[W - O:]
+            out.append(y)
+            self.seen += 1
+        done = torch.cat(out)[: max(0, self.n - self.emitted)] if out else chunks.new_zeros(0)
+        self.emitted += len(done)
+        return done
+
+
 def crossfade_join(chunks: torch.Tensor, starts: list[int], overlap: int, n: int) -> torch.Tensor:
     "Overlap-add windows (K, window) at `starts` with equal-power fades over `overlap`; crop to `n`."
-    K, window = chunks.shape
-    out = torch.zeros(starts[-1] + window, dtype=chunks.dtype, device=chunks.device)
-    ramp = torch.linspace(0, 1, overlap + 2, device=chunks.device, dtype=chunks.dtype)[1:-1] * (math.pi / 2)
-    for k, s in enumerate(starts):
-        w = torch.ones(window, dtype=chunks.dtype, device=chunks.device)
-        if k > 0:
-            w[:overlap] = torch.sin(ramp)
-        if k < K - 1:
-            w[-overlap:] = torch.cos(ramp)
-        out[s:s + window] += chunks[k] * w
-    return out[:n]
+    return OverlapAdd(chunks.shape[1], overlap, len(starts), n).push(chunks)
 
 # %% ../nbs/08_stylize.ipynb #1a754e1d
 def _as_wave(x, name: str) -> torch.Tensor:
@@ -166,44 +185,68 @@ class Stylizer:
         return self.denoiser.condition(audio, image, batch=1)
 
     @torch.inference_mode()
+    def stream(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
+               guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
+               progress: bool = False):
+        "Yield the stylized speech in order, one batch of windows at a time: memory stays flat for any input length."
+        from tqdm.auto import tqdm
+
+        c = self.config
+        steps, guidance, sampler = steps or c["steps"], c["guidance"] if guidance is None else guidance, sampler or c["sampler"]
+        x = _as_wave(speech, "speech input")
+        n, W, B = len(x), self.window, int(c["batch_size"])
+        O = int(W * c["overlap"])
+        starts = window_starts(n, W, O)
+        padded = torch.nn.functional.pad(x, (0, starts[-1] + W - n))
+        tokens, pooled = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
+        null_tok, null_pool = self.denoiser.condition(batch=1)
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        join = OverlapAdd(W, O, len(starts), n)
+        for i, b in enumerate(tqdm(range(0, len(starts), B), desc="stylize", unit="batch", disable=not progress)):
+            windows = torch.stack([padded[s:s + W] for s in starts[b:b + B]]).to(self.device)
+            with contextlib.ExitStack() as stack:
+                if seed is not None:  # what draws from the global RNG (Griffin-Lim's phases) follows the seed too
+                    stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
+                    torch.manual_seed(seed + 1_000_003 * i)
+                out = self._windows(windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen)
+            yield join.push(out).cpu()
+
     def stylize(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
                 guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
                 progress: bool = False) -> torch.Tensor:
         "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input."
-        c = self.config
-        steps, guidance, sampler = steps or c["steps"], c["guidance"] if guidance is None else guidance, sampler or c["sampler"]
-        x = _as_wave(speech, "speech input")
-        n, W = len(x), self.window
-        O = int(W * c["overlap"])
-        starts = window_starts(n, W, O)
-        padded = torch.nn.functional.pad(x, (0, starts[-1] + W - n)).to(self.device)
-        windows = torch.stack([padded[s:s + W] for s in starts])
-        tokens, pooled = self.encode_condition(scene_audio, scene_image)
-        null_tok, null_pool = self.denoiser.condition(batch=1)
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        with contextlib.ExitStack() as stack:
-            if seed is not None:  # components drawing from the global RNG (Griffin-Lim's phases) follow the seed too
-                stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
-                torch.manual_seed(seed)
-            outs = self._run(windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen, progress)
-        return crossfade_join(torch.cat(outs), starts, O, n).cpu()
+        return torch.cat(list(self.stream(speech, scene_audio, scene_image, steps, guidance, sampler, seed, progress)))
 
-    def _run(self, windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen, progress) -> list:
-        from tqdm.auto import tqdm
+    def stylize_file(self, speech, output: str | os.PathLike, scene_audio=None, scene_image=None, steps: int | None = None,
+                     guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
+                     progress: bool = False) -> dict:
+        "Stylize `speech` (a waveform or an audio file) into the 16-bit WAV `output`, batch by batch: the output is never held whole."
+        import soundfile as sf
 
-        c, W = self.config, self.window
-        outs = []
-        for b in tqdm(range(0, len(windows), c["batch_size"]), desc="stylize", unit="batch", disable=not progress):
-            chunk = windows[b:b + c["batch_size"]]
-            k = len(chunk)
-            with self._autocast():
-                mel = self.mel(chunk)
-                lat = self.codec.encode(mel)
-                z = sample(self.denoiser, lat, tokens.expand(k, -1, -1), pooled.expand(k, -1), steps, guidance,
-                           sampler, gen, null=(null_tok.expand(k, -1, -1), null_pool.expand(k, -1)))
-                wav = self.vocoder(self.codec.decode(z, frames=mel.shape[-1]))
-            outs.append(wav.float()[:, :W])
-        return outs
+        from avsoundscape.audio import load_audio
+        from avsoundscape.core import atomic_path
+
+        x = load_audio(speech) if isinstance(speech, (str, os.PathLike)) else speech
+        n = peak = clipped = 0
+        with atomic_path(Path(output)) as tmp, sf.SoundFile(str(tmp), "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as f:
+            for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress):
+                a = block.numpy()
+                peak, clipped, n = max(peak, float(np.abs(a).max(initial=0.0))), clipped + int((np.abs(a) > 1).sum()), n + len(a)
+                f.write(np.clip(a, -1.0, 1.0))
+        if clipped:
+            log.warning("%s: clipped %d sample(s) outside [-1, 1] (peak %.3f)", output, clipped, peak)
+        return {"path": str(output), "samples": n, "seconds": n / SAMPLE_RATE, "peak": peak, "clipped": clipped}
+
+    def _windows(self, windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen) -> torch.Tensor:
+        "Stylized windows (k, window) for input windows (k, window)."
+        k, W = windows.shape
+        with self._autocast():
+            mel = self.mel(windows)
+            lat = self.codec.encode(mel)
+            z = sample(self.denoiser, lat, tokens.expand(k, -1, -1), pooled.expand(k, -1), steps, guidance,
+                       sampler, gen, null=(null_tok.expand(k, -1, -1), null_pool.expand(k, -1)))
+            wav = self.vocoder(self.codec.decode(z, frames=mel.shape[-1]))
+        return wav.float()[:, :W]
 
     # -- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
