@@ -2,6 +2,7 @@
 #   make repro   install what is missing, then run the main job (dvc repro)
 #                (PROFILE=cpu-long|paper first merges profiles/PROFILE.yaml into params.yaml)
 #   make test    install what is missing, then run the whole test suite
+#   make bench   the benchmarks of bench/ (after make repro); rewrites the README's performance section
 # The virtual env lives outside the checkout, keyed by a hash of requirements.lock,
 # so a second run on the same machine reuses it; a fresh machine builds it from nothing.
 # The env counts as built only once `.complete` is written: an interrupted build is redone.
@@ -56,8 +57,10 @@ lib:
 readme:
 	"$(BIN)/jupyter" nbconvert --log-level WARN --to markdown --output-dir . --output README nbs/index.ipynb
 
+# Benchmarks (bench/): speed against a diffusers-style loop, sampler steps, throughput, memory; about 10 minutes on
+# 2 cores. They read the main job's outputs (SynthScapes, pairs, the RT60 estimator): `make repro` first.
 bench: env
-	"$(BIN)/python" -m pytest bench -q
+	PATH="$(BIN):$$PATH" "$(BIN)/python" bench/run.py
 
 clean-env:
 	rm -rf "$(ENV)"

@@ -1,0 +1,37 @@
+"""The reference the speed benchmark compares with: the same checkpoint driven the way a plain diffusers pipeline
+(AudioLDM's) drives its UNet: one window at a time, a diffusers scheduler, classifier-free guidance by doubling the
+batch, the condition encoders run again for every window, nothing cached, `torch.no_grad` only."""
+from __future__ import annotations
+
+import torch
+
+from avsoundscape.diffusion import make_scheduler
+from avsoundscape.stylize import Stylizer, crossfade_join, window_starts
+
+
+@torch.no_grad()
+def reference_stylize(st: Stylizer, speech: torch.Tensor, scene_audio, scene_image, steps: int, guidance: float,
+                      sampler: str = "dpmsolver++", seed: int = 0) -> torch.Tensor:
+    "Stylize `speech` window by window with `st`'s weights; the initial noise is drawn as `Stylizer.stream` draws it."
+    W = st.window
+    O = int(W * st.config["overlap"])
+    n, den = len(speech), st.denoiser
+    starts = window_starts(n, W, O)
+    padded = torch.nn.functional.pad(speech, (0, starts[-1] + W - n))
+    gen = torch.Generator().manual_seed(seed)
+    outs = []
+    for s in starts:
+        tokens, pooled = st.encode_condition(scene_audio, scene_image)  # the encoders again, for every window
+        null_tok, null_pool = den.condition(batch=1)
+        mel = st.mel(padded[s:s + W][None])
+        latent = st.codec.encode(mel)
+        sched = make_scheduler(den.config, sampler)
+        sched.set_timesteps(steps)
+        x = torch.randn((1, den.config.latent_channels, *latent.shape[2:]), generator=gen) * sched.init_noise_sigma
+        hidden, labels, both = torch.cat([tokens, null_tok]), torch.cat([pooled, null_pool]), torch.cat([latent, latent])
+        for t in sched.timesteps:
+            xin = sched.scale_model_input(torch.cat([x, x]), t)
+            cond, uncond = den.unet(torch.cat([xin, both], 1), t, encoder_hidden_states=hidden, class_labels=labels).sample.chunk(2)
+            x = sched.step(uncond + guidance * (cond - uncond), t, x).prev_sample
+        outs.append(st.vocoder(st.codec.decode(x, frames=mel.shape[-1]))[:, :W])
+    return crossfade_join(torch.cat(outs), starts, O, n)

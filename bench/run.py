@@ -1,0 +1,151 @@
+"""`make bench`: every benchmark, in one run on this machine. Writes results/bench/{speed,quality,throughput,memory}.json,
+results/bench/bench.md, and the performance section of README.md and nbs/index.ipynb (between the bench markers).
+Needs the main job's outputs (SynthScapes, pairs, the RT60 estimator): run `make repro` first."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "bench"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def child(script: str, *args) -> dict:
+    "One measurement in a fresh process (its peak memory is its own); its last stdout line is JSON."
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), *map(str, args)], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"bench: {script} {' '.join(map(str, args))} failed:\n{r.stderr[-4000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def spread(v: list[float]) -> dict:
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": len(v)}
+
+
+def fmt(s: dict, digits: int = 2) -> str:
+    "median [min-max] over n runs."
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def speed(runs: int) -> dict:
+    res = {"equal_outputs": child("speed.py", "equal", 10.24), "inputs": []}
+    for seconds in (10.24, 60.0):
+        row = {"audio_seconds": seconds}
+        for method in ("ours", "reference"):
+            r = child("speed.py", "run", method, seconds, runs)
+            row[method] = {"rtf": spread(r["rtf"]), "wall_s": spread(r["wall_s"]), "peak_rss_mb": r["peak_rss_mb"],
+                           "threads": r["threads"]}
+        row["speedup"] = row["reference"]["wall_s"]["median"] / row["ours"]["wall_s"]["median"]
+        res["inputs"].append(row)
+    res.update({k: r[k] for k in ("steps", "guidance", "sampler")})
+    return res
+
+
+def choose(points: list[dict]) -> dict:
+    "The fewest steps whose every measure is within the 95 % CI of the best point's mean (DPM-Solver++ on a tie)."
+    keys = ("rt60_error_s", "ambient_distance_db", "logmel_l1_db")
+    best = {k: min(points, key=lambda p: p[k]["mean"])[k] for k in keys}
+    ok = [p for p in points if all(p[k]["mean"] <= best[k]["mean"] + best[k]["ci95"] for k in keys)]
+    pick = min(ok, key=lambda p: (p["steps"], p["sampler"] != "dpmsolver++"))
+    return {"sampler": pick["sampler"], "steps": pick["steps"],
+            "rule": "fewest steps whose RT60 error, ambient distance and log-mel L1 are all within the 95 % CI of the best point"}
+
+
+def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
+    md = [f"Measured by `make bench` on {meta['date']} (commit {meta['commit'][:10]}): {meta['machine']}. "
+          f"Figures are the median [min-max] of several runs.", ""]
+    md += [f"**Stylization speed** (default model, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
+           "real-time factor = seconds of compute per second of audio; the reference drives the same weights with a plain "
+           f"diffusers-style loop; outputs equal to {sp['equal_outputs']['max_abs_diff']:.1e}):", "",
+           "| input | ours RTF | reference RTF | speed-up | ours peak RSS | reference peak RSS |", "|---|---|---|---|---|---|"]
+    for r in sp["inputs"]:
+        md.append(f"| {r['audio_seconds']:g} s | {fmt(r['ours']['rtf'])} | {fmt(r['reference']['rtf'])} | "
+                  f"{r['speedup']:.2f}x | {r['ours']['peak_rss_mb']:.0f} MB | {r['reference']['peak_rss_mb']:.0f} MB |")
+    md += ["", f"**Sampler steps against quality** ({q['cases']} cross-scene test cases, mean ± 95 % CI; "
+           f"seconds for all cases):", "", "| sampler | steps | RT60 err (s) | ambient dist (dB) | log-mel L1 (dB) | seconds |",
+           "|---|---|---|---|---|---|"]
+    for p in q["points"]:
+        cell = lambda k: f"{p[k]['mean']:.3f} ± {p[k]['ci95']:.3f}"
+        md.append(f"| {p['sampler']} | {p['steps']} | {cell('rt60_error_s')} | {cell('ambient_distance_db')} | "
+                  f"{cell('logmel_l1_db')} | {p['seconds']:.1f} |")
+    c = q["choice"]
+    md += ["", f"Chosen: **{c['sampler']}, {c['steps']} steps** ({c['rule']}).", "",
+           "**Throughput** (CPU):", "", "| what | rate |", "|---|---|"]
+    for k, v in th["training_examples_per_s"].items():
+        md.append(f"| training `{k}` | {fmt(spread(v), 1)} examples/s |")
+    for k, v in th["data_video_s_per_cpu_s"].items():
+        md.append(f"| {k.replace('_', ' ')} | {fmt(spread(v), 1)} s of video per CPU-second |")
+    m = mem["long"]
+    md += ["", f"**Memory**: stylizing {m['audio_seconds'] / 60:g} minutes (streamed to the output file) peaks at "
+           f"{m['peak_rss_mb']:.0f} MB RSS, against {mem['short']['peak_rss_mb']:.0f} MB for {mem['short']['audio_seconds']:g} s."]
+    return "\n".join(md) + "\n"
+
+
+def replace_section(s: str, text: str, where: str) -> str:
+    "`s` with what lies between the bench markers replaced by `text`."
+    if START not in s or END not in s:
+        raise SystemExit(f"bench: {where} has no {START} ... {END} section")
+    return s[: s.index(START) + len(START)] + "\n" + text + s[s.index(END):]
+
+
+def put_section(path: Path, text: str) -> None:
+    "Write `text` between the bench markers of a markdown file, or of the markdown cell of a notebook that has them."
+    if path.suffix != ".ipynb":
+        path.write_text(replace_section(path.read_text(), text, str(path)))
+        return
+    nb = json.loads(path.read_text())
+    cell = next((c for c in nb["cells"] if START in "".join(c["source"])), None)
+    if cell is None:
+        raise SystemExit(f"bench: {path} has no cell with {START}")
+    src = replace_section("".join(cell["source"]), text, str(path))
+    lines = src.split("\n")
+    cell["source"] = src if isinstance(cell["source"], str) else [x + "\n" for x in lines[:-1]] + [lines[-1]]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=3, help="runs per speed figure")
+    args = ap.parse_args(argv)
+    sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+    os.chdir(ROOT)
+    import torch
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    meta = {"date": datetime.date.today().isoformat(), "commit": commit, "torch": torch.__version__,
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()}
+    sp = speed(args.runs)
+    import quality
+    import throughput
+
+    q = quality.sweep()
+    q["choice"] = choose(q["points"])
+    th = {"training_examples_per_s": throughput.training(), "data_video_s_per_cpu_s": throughput.data()}
+    mem = {"long": child("memory.py", 600.0), "short": child("memory.py", 10.24)}
+    for name, obj in (("speed", sp), ("quality", q), ("throughput", th), ("memory", mem), ("meta", meta)):
+        (OUT / f"{name}.json").write_text(json.dumps(obj, indent=1) + "\n")
+    md = tables(meta, sp, q, th, mem)
+    (OUT / "bench.md").write_text(md)
+    for f in (ROOT / "README.md", ROOT / "nbs" / "index.ipynb"):
+        put_section(f, md)
+    print(md)
+    print(f"bench: {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
