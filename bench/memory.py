@@ -3,14 +3,13 @@ process; the sampler step count does not change what is held, so a few steps kee
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from inputs import scene, speech
-from speed import load
+from speed import load, peak_rss_mb
 
 
 def peak(seconds: float, steps: int = 2) -> dict:
@@ -20,7 +19,7 @@ def peak(seconds: float, steps: int = 2) -> dict:
         info = st.stylize_file(x, Path(d) / "out.wav", audio, frame, steps=steps, guidance=1.0, seed=0)
         wall = time.perf_counter() - t0
     return {"audio_seconds": seconds, "steps": steps, "written_seconds": info["seconds"], "wall_s": wall,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 if __name__ == "__main__":

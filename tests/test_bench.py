@@ -53,10 +53,11 @@ def test_tables_and_readme_section(tmp_path):
     q = {"cases": 12, "points": [point("dpmsolver++", 10, 0.5, 7.0, 8.0)]}
     q["choice"] = choose(q["points"])
     th = {"training_examples_per_s": {"ldm": [40.0, 42.0, 41.0]}, "data_video_s_per_cpu_s": {"prepare_gated": [9.0, 10.0]}}
-    mem = {"long": {"audio_seconds": 600.0, "peak_rss_mb": 900.0}, "short": {"audio_seconds": 10.24, "peak_rss_mb": 800.0}}
+    mem = {"long": [{"audio_seconds": 600.0, "steps": 2, "peak_rss_mb": v} for v in (900.0, 910.0, 905.0)],
+           "short": [{"audio_seconds": 10.24, "steps": 2, "peak_rss_mb": v} for v in (800.0, 790.0, 795.0)]}
     md = tables({"date": "2026-11-30", "commit": "0123456789abcdef", "machine": "2 CPU cores"}, sp, q, th, mem)
     assert "| 10.24 s | 0.50 [0.50-0.50] | 0.80 [0.80-0.80] | 1.60x |" in md and "Chosen: **dpmsolver++, 10 steps**" in md
-    assert "10 minutes" in md and "41.0 [40.0-42.0] examples/s" in md
+    assert "10 minutes" in md and "41.0 [40.0-42.0] examples/s" in md and "905 [900-910] MB" in md
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
     put_section(readme, md)
@@ -77,3 +78,15 @@ def test_readme_and_index_carry_the_bench_section():
     for f in (ROOT / "README.md", ROOT / "nbs" / "index.ipynb"):
         text = f.read_text()
         assert START in text and END in text, f
+
+
+def test_peak_memory_is_this_process_own():
+    import subprocess
+
+    from speed import peak_rss_mb
+
+    here = peak_rss_mb()
+    assert here > 50  # torch alone is more than that
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); from speed import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1 < child < here  # a fresh interpreter without torch: its high-water mark is not ours
