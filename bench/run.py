@@ -38,16 +38,17 @@ def fmt(s: dict, digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
-def speed(runs: int) -> dict:
+def speed(runs: int, devices: list[str]) -> dict:
     res = {"equal_outputs": child("speed.py", "equal", 10.24), "inputs": []}
-    for seconds in (10.24, 60.0):
-        row = {"audio_seconds": seconds}
-        for method in ("ours", "reference"):
-            r = child("speed.py", "run", method, seconds, runs)
-            row[method] = {"rtf": spread(r["rtf"]), "wall_s": spread(r["wall_s"]), "peak_rss_mb": r["peak_rss_mb"],
-                           "threads": r["threads"]}
-        row["speedup"] = row["reference"]["wall_s"]["median"] / row["ours"]["wall_s"]["median"]
-        res["inputs"].append(row)
+    for device in devices:
+        for seconds in (10.24, 60.0):
+            row = {"device": device, "audio_seconds": seconds}
+            for method in ("ours", "reference"):
+                r = child("speed.py", "run", method, seconds, runs, device)
+                row[method] = {"rtf": spread(r["rtf"]), "wall_s": spread(r["wall_s"]), "peak_rss_mb": r["peak_rss_mb"],
+                               "threads": r["threads"], **({"peak_gpu_mb": r["peak_gpu_mb"]} if "peak_gpu_mb" in r else {})}
+            row["speedup"] = row["reference"]["wall_s"]["median"] / row["ours"]["wall_s"]["median"]
+            res["inputs"].append(row)
     res.update({k: r[k] for k in ("steps", "guidance", "sampler")})
     return res
 
@@ -68,9 +69,10 @@ def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
     md += [f"**Stylization speed** (default model, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
            "real-time factor = seconds of compute per second of audio; the reference drives the same weights with a plain "
            f"diffusers-style loop; outputs equal to {sp['equal_outputs']['max_abs_diff']:.1e}):", "",
-           "| input | ours RTF | reference RTF | speed-up | ours peak RSS | reference peak RSS |", "|---|---|---|---|---|---|"]
+           "| device | input | ours RTF | reference RTF | speed-up | ours peak RSS | reference peak RSS |",
+           "|---|---|---|---|---|---|---|"]
     for r in sp["inputs"]:
-        md.append(f"| {r['audio_seconds']:g} s | {fmt(r['ours']['rtf'])} | {fmt(r['reference']['rtf'])} | "
+        md.append(f"| {r.get('device', 'cpu')} | {r['audio_seconds']:g} s | {fmt(r['ours']['rtf'])} | {fmt(r['reference']['rtf'])} | "
                   f"{r['speedup']:.2f}x | {r['ours']['peak_rss_mb']:.0f} MB | {r['reference']['peak_rss_mb']:.0f} MB |")
     md += ["", f"**Sampler steps against quality** ({q['cases']} cross-scene test cases, mean ± 95 % CI; "
            f"seconds for all cases):", "", "| sampler | steps | RT60 err (s) | ambient dist (dB) | log-mel L1 (dB) | seconds |",
@@ -117,8 +119,16 @@ def put_section(path: Path, text: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3, help="runs per speed figure")
+    ap.add_argument("--runs", type=int, default=3, help="runs per speed and memory figure")
+    ap.add_argument("--render", action="store_true", help="only rewrite bench.md and the README section from results/bench/*.json")
     args = ap.parse_args(argv)
+    if args.render:
+        parts = {k: json.loads((OUT / f"{k}.json").read_text()) for k in ("meta", "speed", "quality", "throughput", "memory")}
+        md = tables(*parts.values())
+        (OUT / "bench.md").write_text(md)
+        for f in (ROOT / "README.md", ROOT / "nbs" / "index.ipynb"):
+            put_section(f, md)
+        return 0
     sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
     os.chdir(ROOT)
     import torch
@@ -129,7 +139,7 @@ def main(argv=None) -> int:
     meta = {"date": datetime.date.today().isoformat(), "commit": commit, "torch": torch.__version__,
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
                        f"{torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()}
-    sp = speed(args.runs)
+    sp = speed(args.runs, ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))  # CUDA too where there is one
     import quality
     import throughput
 

@@ -28,17 +28,17 @@ class MelProbe(torch.nn.Module):
         return flat.repeat(1, -(-mel.shape[-1] * 160 // flat.shape[1]))[:, : mel.shape[-1] * 160]
 
 
-def load(checkpoint: str | None):
+def load(checkpoint: str | None, device: str = "cpu"):
     from avsoundscape.stylize import Stylizer, default_checkpoint
 
-    return Stylizer.from_pretrained(checkpoint or default_checkpoint(), device="cpu")
+    return Stylizer.from_pretrained(checkpoint or default_checkpoint(), device=device)
 
 
-def run(method: str, seconds: float, runs: int, checkpoint: str | None = None) -> dict:
-    "Wall seconds of `runs` stylizations of `seconds` of speech, real-time factors, and this process's peak RSS."
+def run(method: str, seconds: float, runs: int, device: str = "cpu", checkpoint: str | None = None) -> dict:
+    "Wall seconds of `runs` stylizations of `seconds` of speech on `device`, real-time factors, and peak memory."
     from reference import reference_stylize
 
-    st, x, (audio, frame) = load(checkpoint), speech(seconds), scene()
+    st, x, (audio, frame) = load(checkpoint, device), speech(seconds), scene()
     go = {"ours": lambda: st.stylize(x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0),
           "reference": lambda: reference_stylize(st, x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0)}[method]
     times = []
@@ -47,9 +47,10 @@ def run(method: str, seconds: float, runs: int, checkpoint: str | None = None) -
         out = go()
         times.append(time.perf_counter() - t0)
         assert out.shape == x.shape and torch.isfinite(out).all()
-    return {"method": method, "audio_seconds": seconds, "steps": STEPS, "guidance": GUIDANCE, "sampler": SAMPLER,
-            "threads": torch.get_num_threads(), "wall_s": times, "rtf": [t / seconds for t in times],
-            "peak_rss_mb": peak_rss_mb()}
+    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if st.device.type == "cuda" else {}
+    return {"method": method, "device": str(st.device), "audio_seconds": seconds, "steps": STEPS, "guidance": GUIDANCE,
+            "sampler": SAMPLER, "threads": torch.get_num_threads(), "wall_s": times, "rtf": [t / seconds for t in times],
+            "peak_rss_mb": peak_rss_mb(), **gpu}
 
 
 def equal_outputs(seconds: float, checkpoint: str | None = None) -> dict:
@@ -67,5 +68,5 @@ if __name__ == "__main__":
     import sys
 
     kind, *args = sys.argv[1:]
-    res = run(args[0], float(args[1]), int(args[2])) if kind == "run" else equal_outputs(float(args[0]))
+    res = run(args[0], float(args[1]), int(args[2]), *args[3:]) if kind == "run" else equal_outputs(float(args[0]))
     print(json.dumps(res))

@@ -56,7 +56,7 @@ def test_tables_and_readme_section(tmp_path):
     mem = {"long": [{"audio_seconds": 600.0, "steps": 2, "peak_rss_mb": v} for v in (900.0, 910.0, 905.0)],
            "short": [{"audio_seconds": 10.24, "steps": 2, "peak_rss_mb": v} for v in (800.0, 790.0, 795.0)]}
     md = tables({"date": "2026-11-30", "commit": "0123456789abcdef", "machine": "2 CPU cores"}, sp, q, th, mem)
-    assert "| 10.24 s | 0.50 [0.50-0.50] | 0.80 [0.80-0.80] | 1.60x |" in md and "Chosen: **dpmsolver++, 10 steps**" in md
+    assert "| cpu | 10.24 s | 0.50 [0.50-0.50] | 0.80 [0.80-0.80] | 1.60x |" in md and "Chosen: **dpmsolver++, 10 steps**" in md
     assert "10 minutes" in md and "41.0 [40.0-42.0] examples/s" in md and "905 [900-910] MB" in md
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
