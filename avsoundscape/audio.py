@@ -5,6 +5,7 @@
 # %% ../nbs/01_audio.ipynb #372c3d94
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'MediaError', 'AudioError', 'decode_with_ffmpeg',
-           'check_waveform', 'to_model_rate', 'load_audio', 'save_audio', 'MelConfig', 'LogMel', 'mel_to_audio']
+           'check_waveform', 'to_model_rate', 'load_audio', 'audio_writer', 'save_audio', 'MelConfig', 'LogMel',
+           'mel_to_audio']
 
 # %% ../nbs/01_audio.ipynb #2ccee4b4
 SAMPLE_RATE = 16_000
@@ -117,19 +119,36 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
     return y
 
 # %% ../nbs/01_audio.ipynb #fad03baa
+@contextlib.contextmanager
+def audio_writer(path: str | os.PathLike, sr: int = SAMPLE_RATE, channels: int = 1, subtype: str = "PCM_16"):
+    "Write audio a block at a time, atomically (the file appears whole or not at all): yields `write(block)` for blocks (samples,) or (channels, samples); samples outside [-1, 1] are clipped, with one warning at the end; `write.stats` counts samples, clipped samples and the peak."
+    path = Path(path)
+    stats = {"samples": 0, "clipped": 0, "peak": 0.0}
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", sr, channels, subtype,
+                                                format=path.suffix.lstrip(".").upper() or "WAV") as f:
+        def write(block: np.ndarray | torch.Tensor) -> None:
+            x = block.detach().float().cpu().numpy() if torch.is_tensor(block) else np.asarray(block, dtype=np.float32)
+            mag = np.abs(x)
+            stats["samples"] += x.shape[-1]
+            stats["clipped"] += int((mag > 1.0).sum())
+            stats["peak"] = max(stats["peak"], float(mag.max(initial=0.0)))
+            x = np.clip(x, -1.0, 1.0)
+            f.write(x.T if x.ndim == 2 else x)
+
+        write.stats = stats
+        yield write
+    if stats["clipped"]:
+        log.warning("%s: clipped %d sample(s) outside [-1, 1] (peak %.3f)", path, stats["clipped"], stats["peak"])
+
+
 def save_audio(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE,
                subtype: str = "PCM_16") -> Path:
     "Write mono (samples,) or multi-channel (channels, samples) audio atomically; clip with a warning."
-    path = Path(path)
     x = wav.detach().float().cpu().numpy() if torch.is_tensor(wav) else np.asarray(wav, dtype=np.float32)
     check_waveform(x, f"{path} (data to save)", allow_silent=True, min_samples=1)
-    over = int((np.abs(x) > 1.0).sum())
-    if over:
-        log.warning("%s: clipped %d sample(s) outside [-1, 1] (peak %.3f)", path, over, float(np.abs(x).max()))
-        x = np.clip(x, -1.0, 1.0)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), x.T if x.ndim == 2 else x, sr, subtype=subtype, format=path.suffix.lstrip(".").upper() or "WAV")
-    return path
+    with audio_writer(path, sr, x.shape[0] if x.ndim == 2 else 1, subtype) as write:
+        write(x)
+    return Path(path)
 
 # %% ../nbs/01_audio.ipynb #bd1a1126
 @dataclass(frozen=True)

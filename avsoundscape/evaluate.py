@@ -182,7 +182,8 @@ def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours (a
     from avsoundscape.testset import paired_gap
 
     pick = lambda m: [{k: r[k] for k in keys} for r in rows if r["input"] == kind and r["method"] == m]
-    gaps = {o: paired_gap(pick(o), pick(right)) for o in others if pick(o)}
+    base = pick(right)
+    gaps = {o: paired_gap(p, base) for o, p in ((o, pick(o)) for o in others) if p}
     return {"gaps_vs_right": gaps, "learned": bool(gaps) and all(g[k]["mean"] - g[k]["ci95"] > 0 for g in gaps.values() for k in g)}
 
 

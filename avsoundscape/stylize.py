@@ -220,22 +220,15 @@ class Stylizer:
     def stylize_file(self, speech, output: str | os.PathLike, scene_audio=None, scene_image=None, steps: int | None = None,
                      guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
                      progress: bool = False) -> dict:
-        "Stylize `speech` (a waveform or an audio file) into the 16-bit WAV `output`, batch by batch: the output is never held whole."
-        import soundfile as sf
-
-        from avsoundscape.audio import load_audio
-        from avsoundscape.core import atomic_path
+        "Stylize `speech` (a waveform or an audio file) into `output` (16-bit; WAV, FLAC ... by its suffix), batch by batch: the output is never held whole."
+        from avsoundscape.audio import audio_writer, load_audio
 
         x = load_audio(speech) if isinstance(speech, (str, os.PathLike)) else speech
-        n = peak = clipped = 0
-        with atomic_path(Path(output)) as tmp, sf.SoundFile(str(tmp), "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as f:
+        with audio_writer(output) as write:
             for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress):
-                a = block.numpy()
-                peak, clipped, n = max(peak, float(np.abs(a).max(initial=0.0))), clipped + int((np.abs(a) > 1).sum()), n + len(a)
-                f.write(np.clip(a, -1.0, 1.0))
-        if clipped:
-            log.warning("%s: clipped %d sample(s) outside [-1, 1] (peak %.3f)", output, clipped, peak)
-        return {"path": str(output), "samples": n, "seconds": n / SAMPLE_RATE, "peak": peak, "clipped": clipped}
+                write(block)
+        s = write.stats
+        return {"path": str(output), "seconds": s["samples"] / SAMPLE_RATE, **s}
 
     def _windows(self, windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen) -> torch.Tensor:
         "Stylized windows (k, window) for input windows (k, window)."

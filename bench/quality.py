@@ -3,8 +3,7 @@ cases (one per test video), scored with the evaluation's measures (RT60 error, a
 from __future__ import annotations
 
 import time
-
-import torch
+from pathlib import Path
 
 from inputs import SYNTH, need
 from speed import load
@@ -20,7 +19,7 @@ def sweep(checkpoint: str | None = None, per_video: int = 1) -> dict:
 
     st = load(checkpoint)
     cases = build_cases(need(SYNTH, "SynthScapes"), "test", per_video=per_video, seconds=4.0, cond_seconds=2.56, seed=0)
-    est = load_rt60(need(__import__("pathlib").Path("results/rt60/model"), "the RT60 estimator"))
+    est = load_rt60(need(Path("results/rt60/model"), "the RT60 estimator"))
     points = []
     for sampler in SAMPLERS:
         for steps in STEPS:

@@ -136,9 +136,10 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     meta = {"date": datetime.date.today().isoformat(), "commit": commit, "torch": torch.__version__,
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()}
+                       f"{torch.get_num_threads()} threads, {gpu}"}
     sp = speed(args.runs, ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))  # CUDA too where there is one
     import quality
     import throughput

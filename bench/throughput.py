@@ -47,7 +47,8 @@ def training() -> dict:
     from avsoundscape.stylize import build_components
     from avsoundscape.vocoder import build_discriminator, build_vocoder
 
-    params, torch_rng = load_params("params.yaml"), torch.manual_seed(0)
+    params = load_params("params.yaml")
+    torch.manual_seed(0)  # the same initial weights every run
     pairs = load_pairs(need(PAIRS, "prepared pairs"), "train", extra=("target_wav",))
     m = params["model"]
     out = {}
