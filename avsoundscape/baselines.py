@@ -10,7 +10,7 @@ import torch
 from scipy.signal import fftconvolve
 
 from .audio import SAMPLE_RATE, LogMel
-from .rt60 import decay_rir
+from .augment import decay_rir
 
 # %% auto #0
 __all__ = ['loop_to', 'separate_remix', 'band_noise', 'background_power', 'dsp_match']

@@ -25,6 +25,7 @@ from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
 from .codec import normalize_mel
+from .room import RT60Estimator, rt60_features
 from .core import (AvsError, get_logger, load_module_weights, merge_params, read_module_config, resolve_device,
                                save_module)
 
@@ -43,6 +44,12 @@ class CondOutput(NamedTuple):
     tokens: torch.Tensor  # (B, n_tokens, d_model), for cross-attention
     pooled: torch.Tensor  # (B, d_model), one global vector
     mask: torch.Tensor    # (B, n_tokens) bool, True where a token is real
+    room: torch.Tensor | None = None  # (B,) log RT60 read by the room reader (audio encoders with `room: true`)
+
+    @property
+    def pair(self) -> tuple:
+        "What the denoiser's `condition` takes: (tokens, pooled), plus the room where there is one."
+        return (self.tokens, self.pooled) if self.room is None else (self.tokens, self.pooled, self.room)
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -64,6 +71,8 @@ class Conditioner(nn.Module):
         if self.d_model < 1 or self.n_tokens < 1:
             raise AvsError(f"{self.type} encoder: d_model and n_tokens must be >= 1 (got {self.d_model}, {self.n_tokens})")
         self.token_pos = nn.Parameter(torch.randn(self.n_tokens, self.d_model) * 0.02)  # tells tokens apart
+        # audio encoders may carry a room reader: trained by simulation (stage `encoders`), frozen ever after
+        self.room_reader = freeze(RT60Estimator()) if config.get("room") else None
 
     @property
     def config(self) -> dict:
@@ -80,9 +89,9 @@ class Conditioner(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if not self.trainable:
-            for m in self.backbone_modules():
-                m.eval()
+        frozen = ([] if self.trainable else self.backbone_modules()) + ([self.room_reader] if self.room_reader else [])
+        for m in frozen:
+            m.eval()
         return self
 
     def _backbone_grad(self):
@@ -97,7 +106,12 @@ class Conditioner(nn.Module):
         return self._out(self.token_head(seg), self.pooled_head(glob))
 
     def forward(self, x) -> CondOutput:
-        return self.heads(*self.features(x))
+        out = self.heads(*self.features(x))
+        if self.room_reader is None:
+            return out
+        with torch.no_grad():
+            wav = audio_batch(x, f"{self.type} encoder input", like=self._param)
+            return out._replace(room=self.room_reader(rt60_features(wav)).float())
 
     @property
     def _param(self) -> torch.Tensor:
@@ -424,9 +438,9 @@ class ClipImageEncoder(Conditioner):
 # %% ../nbs/06_conditioning.ipynb #4294f3d7
 CONDITIONER_DEFAULTS = {
     "conv_audio": {"d_model": 128, "n_tokens": 4, "channels": [16, 32, 64, 128], "offset_db": 40.0,
-                   "scale_db": 60.0, "trainable": True},
+                   "scale_db": 60.0, "trainable": True, "room": False},
     "clap": {"d_model": 128, "n_tokens": 4, "model": "HTSAT-tiny", "audio_cfg": {}, "htsat": None, "joint_dim": 512,
-             "mlp_act": "relu", "sample_rate": SAMPLE_RATE, "spec_augment": True, "trainable": False},
+             "mlp_act": "relu", "sample_rate": SAMPLE_RATE, "spec_augment": True, "trainable": False, "room": False},
     "conv_image": {"d_model": 128, "n_tokens": 4, "image_size": 64, "channels": [32, 64, 96, 128], "resize": "crop",
                    "trainable": True},
     "clip": {"d_model": 128, "n_tokens": 4, "model": "ViT-B-32", "vision_cfg": {}, "embed_dim": None,

@@ -5,12 +5,14 @@
 # %% ../nbs/07_diffusion.ipynb #7f3557d6
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .core import AvsError
+from .prior import AcousticPrior
 
 # %% auto #0
 __all__ = ['DenoiserConfig', 'ConditionalDenoiser', 'make_scheduler', 'draw_drops', 'denoiser_loss', 'sample']
@@ -35,9 +37,14 @@ class DenoiserConfig:
     p_drop_image: float = 0.1
     p_drop_both: float = 0.1
     mode: str = "diffusion"             # or "regressor": one pass, input + condition -> target
+    prior: dict | None = None           # AcousticPrior settings (bands, frame_seconds, offset_db, scale_db): mel latents only
+    prior_weight: float = 1.0           # weight of the prior's L1 fit to the target in the training loss
 
     def __post_init__(self):
         self.block_out_channels = tuple(self.block_out_channels)
+        if self.prior is not None and (not isinstance(self.prior, dict) or self.latent_channels != 1):
+            raise AvsError(f"denoiser prior {self.prior!r}: a dict of AcousticPrior settings, on a 1-channel "
+                           f"(log-mel) latent (latent_channels is {self.latent_channels})")
         if self.mode not in ("diffusion", "regressor"):
             raise AvsError(f"denoiser mode {self.mode!r}: use 'diffusion' or 'regressor'")
         if self.prediction_type not in ("v_prediction", "epsilon"):
@@ -56,8 +63,12 @@ class ConditionalDenoiser(nn.Module):
         n, k = len(cfg.block_out_channels), cfg.cross_attention_levels
         down = tuple("CrossAttnDownBlock2D" if i >= n - k else "DownBlock2D" for i in range(n))
         up = tuple("CrossAttnUpBlock2D" if i < k else "UpBlock2D" for i in range(n))
+        self.prior = AcousticPrior(cfg.cond_dim, **cfg.prior) if cfg.prior else None
+        self.reads_room = bool(self.prior is not None and self.prior.room)
+        if self.reads_room:  # the room of a missing or dropped audio condition: learned, like the null tokens
+            self.null_room = nn.Parameter(torch.tensor(math.log(0.5)))
         self.unet = UNet2DConditionModel(
-            in_channels=2 * cfg.latent_channels, out_channels=cfg.latent_channels, down_block_types=down,
+            in_channels=2 * cfg.latent_channels + (self.prior is not None), out_channels=cfg.latent_channels, down_block_types=down,
             up_block_types=up, block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
             norm_num_groups=cfg.norm_num_groups, cross_attention_dim=cfg.cond_dim,
             attention_head_dim=cfg.attention_head_dim, only_cross_attention=True, mid_block_only_cross_attention=True,
@@ -88,15 +99,31 @@ class ConditionalDenoiser(nn.Module):
             m = drop.to(ref.device).view(-1, 1, 1)
             return torch.where(m, tok, t.to(ref.dtype)), torch.where(m[:, :, 0], pool, p.to(ref.dtype))
 
-        at, ap = side(audio, self.null_audio, self.null_audio_pooled, drop_audio)
-        it, ip = side(image, self.null_image, self.null_image_pooled, drop_image)
-        return torch.cat([at, it], 1), (ap + ip) / 2
+        at, ap = side(audio[:2] if audio is not None else None, self.null_audio, self.null_audio_pooled, drop_audio)
+        it, ip = side(image[:2] if image is not None else None, self.null_image, self.null_image_pooled, drop_image)
+        tokens, pooled = torch.cat([at, it], 1), (ap + ip) / 2
+        if not self.reads_room:
+            return tokens, pooled
+        room = self.null_room.expand(batch)  # the room rides as the global vector's last column
+        if audio is not None:
+            if len(audio) < 3:
+                raise AvsError("this denoiser's prior reads the room from the audio encoder, which has no room reader "
+                               "(conv_audio with room: true)")
+            r = audio[2].to(ref.dtype).reshape(batch)
+            room = r if drop_audio is None else torch.where(drop_audio.to(ref.device), room, r)
+        return tokens, torch.cat([pooled, room[:, None]], 1)
+
+    def prior_of(self, input_latent: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        "The acoustic prior of `input_latent` under the global vector `pooled` (as `condition` returns it)."
+        room = pooled[:, -1] if self.reads_room else None
+        return self.prior(input_latent, pooled[:, : self.config.cond_dim], room)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor,
                 tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        "The UNet's prediction for `noisy` at `timesteps`, given the input latent and the condition."
-        x = torch.cat([noisy, input_latent], dim=1)
-        return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=pooled).sample
+        "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior) and the condition."
+        parts = [noisy, input_latent] + ([self.prior_of(input_latent, pooled).detach()] if self.prior is not None else [])
+        x = torch.cat(parts, dim=1)
+        return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=pooled[:, : self.config.cond_dim]).sample
 
 # %% ../nbs/07_diffusion.ipynb #91034b7c
 def make_scheduler(config: DenoiserConfig, sampler: str = "ddpm"):
@@ -124,20 +151,25 @@ def draw_drops(config: DenoiserConfig, batch: int, generator: torch.Generator | 
 
 def denoiser_loss(model: ConditionalDenoiser, target: torch.Tensor, input_latent: torch.Tensor, audio=None,
                   image=None, scheduler=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    "The training loss: diffusion MSE on the scheduler's target, or L1 for the regressor."
+    "The training loss: diffusion MSE on the scheduler's target, or L1 for the regressor (+ the prior's L1 fit; the network then learns the residual)."
     cfg, B = model.config, target.shape[0]
     drop_a, drop_i = draw_drops(cfg, B, generator, target.device)
     tokens, pooled = model.condition(audio, image, B, drop_a, drop_i)
+    fit = 0.0
+    if model.prior is not None:
+        prior = model.prior_of(input_latent, pooled)
+        fit = cfg.prior_weight * (prior - target).abs().mean()
+        target = target - prior.detach()
     if cfg.mode == "regressor":
         pred = model(torch.zeros_like(target), torch.zeros(B, dtype=torch.long, device=target.device),
                      input_latent, tokens, pooled)
-        return (pred - target).abs().mean()
+        return (pred - target).abs().mean() + fit
     scheduler = scheduler or make_scheduler(cfg)
     noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
     t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device=target.device)
     noisy = scheduler.add_noise(target, noise, t)
     goal = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(target, noise, t)
-    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, tokens, pooled), goal)
+    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, tokens, pooled), goal) + fit
 
 # %% ../nbs/07_diffusion.ipynb #9daa1cc0
 @torch.inference_mode()
@@ -148,9 +180,10 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch
     cfg, B = model.config, input_latent.shape[0]
     dtype = next(model.parameters()).dtype
     input_latent, tokens, pooled = input_latent.to(dtype), tokens.to(dtype), pooled.to(dtype)
+    base = model.prior_of(input_latent, pooled).to(dtype) if model.prior is not None else 0.0
     if cfg.mode == "regressor":
         t0 = torch.zeros(B, dtype=torch.long, device=input_latent.device)
-        return model(torch.zeros_like(input_latent), t0, input_latent, tokens, pooled)
+        return base + model(torch.zeros_like(input_latent), t0, input_latent, tokens, pooled)
     sched = make_scheduler(cfg, sampler)
     sched.set_timesteps(steps, device=input_latent.device)
     x = torch.randn(input_latent.shape, generator=generator, device=input_latent.device, dtype=torch.float32)
@@ -168,4 +201,4 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch
         else:
             pred = model(xin, t.expand(B), input_latent, tokens, pooled)
         x = sched.step(pred.float(), t, x.float()).prev_sample.to(dtype)
-    return x
+    return base + x

@@ -15,6 +15,8 @@ from scipy.signal import fftconvolve
 from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
+from .augment import decay_rir
+from .room import RT60Estimator, rt60_features, train_rt60
 from .core import AvsError, get_logger, load_module_weights, read_module_config, save_module
 from .scenes import rt60_of
 from .synthscapes import SNR_RANGE, load_metas, mix_scene
@@ -22,18 +24,7 @@ from .synthscapes import SNR_RANGE, load_metas, mix_scene
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FLOOR_DB', 'decay_rir', 'RT60Material', 'synthscapes_material', 'rt60_features', 'rt60_examples',
-           'RT60Estimator', 'train_rt60', 'save_rt60', 'load_rt60']
-
-# %% ../nbs/10a_rt60.ipynb #0c1d5d8c
-def decay_rir(rt60: float, drr_db: float, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
-    "A statistical impulse response: a unit direct path, then Gaussian noise decaying 60 dB in `rt60` s, at `drr_db`."
-    n = int(sr * (rt60 * 70 / 60 + 0.01))
-    tail = rng.standard_normal(n) * np.exp(-np.log(1000.0) * np.arange(n) / sr / rt60)
-    tail[: int(rng.integers(16, 80))] = 0.0  # 1-5 ms to the first reflection
-    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
-    tail[0] += 1.0
-    return (tail / np.abs(tail).max()).astype(np.float32)
+__all__ = ['log', 'RT60Material', 'synthscapes_material', 'rt60_examples', 'save_rt60', 'load_rt60']
 
 # %% ../nbs/10a_rt60.ipynb #5d37a4ed
 @dataclass
@@ -62,16 +53,6 @@ def synthscapes_material(root: str | os.PathLike, split: str = "train") -> RT60M
                         [read(m, "rir") for m in metas], [float(m["rt60"]) for m in metas])
 
 # %% ../nbs/10a_rt60.ipynb #ce860562
-FLOOR_DB = 80.0
-
-
-def rt60_features(wav: torch.Tensor) -> torch.Tensor:
-    "Waveforms (..., samples) -> level-free log-mels (..., 64, frames) in units of 40 dB, from 0 down to -2."
-    mel = LogMel().to(wav.device)(wav.float()) * DB_PER_NEPER
-    mel = mel - mel.amax(dim=(-2, -1), keepdim=True)
-    return mel.clamp(min=-FLOOR_DB) / 40.0
-
-
 def _speechy_start(dry: np.ndarray, n: int, rng: np.random.Generator, tries: int = 8) -> int:
     "A start of a `n`-sample stretch of `dry` with the most energy among a few random ones."
     starts = rng.integers(0, max(1, len(dry) - n), size=tries)
@@ -92,56 +73,7 @@ def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: in
         labels.append(np.log(material.rt60[k]))
     return rt60_features(torch.stack(wavs)), torch.tensor(labels, dtype=torch.float32)
 
-# %% ../nbs/10a_rt60.ipynb #bd0d4102
-class RT60Estimator(nn.Module):
-    "Log-mel features (B, 64, frames) -> log RT60 (B,)."
-
-    def __init__(self, channels=(16, 32, 64, 64), n_mels: int = 64, hidden: int = 64):
-        super().__init__()
-        self.channels, self.n_mels, self.hidden = tuple(channels), n_mels, hidden
-        layers, c_in = [], 1
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.GELU()]
-            c_in = c
-        self.convs = nn.Sequential(*layers)
-        bins = n_mels
-        for _ in channels:
-            bins = (bins + 1) // 2
-        self.head = nn.Sequential(nn.Linear(2 * c_in * bins, hidden), nn.GELU(), nn.Linear(hidden, 1))
-
-    @property
-    def config(self) -> dict:
-        return {"channels": list(self.channels), "n_mels": self.n_mels, "hidden": self.hidden}
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        h = self.convs(feats[:, None]).flatten(1, 2)  # (B, C * bins, frames')
-        return self.head(torch.cat([h.mean(-1), h.amax(-1)], 1)).squeeze(-1)
-
-    @torch.no_grad()
-    def estimate(self, wav: torch.Tensor) -> torch.Tensor:
-        "RT60 in seconds of waveforms (samples,) or (B, samples)."
-        x = wav[None] if wav.dim() == 1 else wav
-        if x.shape[-1] < SAMPLE_RATE // 2:
-            raise AvsError(f"RT60 estimation needs at least 0.5 s of audio (got {x.shape[-1] / SAMPLE_RATE:.2f} s)")
-        p = next(self.parameters())
-        out = self.eval()(rt60_features(x.to(p.device))).exp()
-        return out[0] if wav.dim() == 1 else out
-
 # %% ../nbs/10a_rt60.ipynb #3a129bca
-def train_rt60(feats: torch.Tensor, log_rt60: torch.Tensor, out_dir: str | os.PathLike, steps: int = 1500,
-               batch_size: int = 32, lr: float = 2e-3, seed: int = 0, resume: bool = False, progress: bool = True,
-               **model_kw) -> RT60Estimator:
-    "Fit an `RT60Estimator` on simulated examples; returns it with its EMA weights."
-    from avsoundscape.train import Trainer, TrainConfig
-
-    torch.manual_seed(seed)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(50, steps), ema_decay=0.99,
-                      ckpt_every=max(steps // 3, 1), seed=seed)
-    data = torch.utils.data.TensorDataset(feats, log_rt60)
-    loss = lambda m, b: (m(b[0]) - b[1]).abs().mean()
-    return Trainer(RT60Estimator(**model_kw), data, loss, cfg, out_dir).fit(resume=resume, progress=progress).ema_model()
-
-
 def save_rt60(model: RT60Estimator, folder: str | os.PathLike) -> Path:
     "Write the estimator (`rt60.json` + `rt60.safetensors`) into `folder`."
     return save_module(model, folder, "rt60", model.config)

@@ -11,9 +11,11 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from .augment import SceneAugment
 from .core import AvsError, atomic_path, get_logger
 from .diffusion import ConditionalDenoiser, denoiser_loss
 from .train import Trainer, TrainConfig
@@ -21,9 +23,9 @@ from .train import Trainer, TrainConfig
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'cached_features',
-           'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm', 'train_encoders', 'VAEObjective', 'train_vae',
-           'RandomSegments', 'VocoderGAN', 'train_vocoder']
+__all__ = ['log', 'ENCODER_ROOM', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs', 'cached_latents',
+           'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm', 'train_encoders',
+           'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -88,10 +90,15 @@ def cached_features(encoder, inputs: torch.Tensor, files, cache_dir: str | os.Pa
 
 
 class LatentPairs(torch.utils.data.Dataset):
-    "Training examples: input and target latents, and the condition (audio and frame, or a frozen encoder's cached features)."
+    "Training examples: input and target latents, and the condition (audio and frame, or a frozen encoder's cached features); `augment` rings target and condition alike, and `encode` (waveform -> latent) then gives the target's latent."
 
-    def __init__(self, pairs: dict, inp: torch.Tensor, tgt: torch.Tensor, audio_feats=None, image_feats=None):
+    def __init__(self, pairs: dict, inp: torch.Tensor, tgt: torch.Tensor, audio_feats=None, image_feats=None,
+                 augment: SceneAugment | None = None, encode=None):
+        if augment is not None and (audio_feats is not None or encode is None or "target_wav" not in pairs):
+            raise AvsError("scene augmentation changes the target and condition audio: it needs the target waveforms, "
+                           "an `encode` for the target, and the condition audio uncached")
         self.p, self.inp, self.tgt, self.audio_feats, self.image_feats = pairs, inp, tgt, audio_feats, image_feats
+        self.augment, self.encode = augment, encode
 
     def __len__(self):
         return len(self.inp)
@@ -103,6 +110,12 @@ class LatentPairs(torch.utils.data.Dataset):
                 item[raw] = self.p[raw][i]
             else:
                 item[f"{kind}_seg"], item[f"{kind}_glob"] = feats[0][i], feats[1][i]
+        if self.augment is not None:  # rooms drawn from the global RNG, which checkpoints keep: a resumed run draws the same
+            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ())))
+            target, cond, rt60 = self.augment(self.p["target_wav"][i], self.p["cond_wav"][i], rng)
+            if rt60 is not None:
+                with torch.no_grad():
+                    item["target"], item["cond_wav"] = self.encode(target), cond
         return item
 
 # %% ../nbs/09a_stages.ipynb #fc724635
@@ -131,7 +144,7 @@ class StylizerModel(nn.Module):
         "Condition tokens and pooled vectors of a batch: from raw audio and frames, or from cached backbone features."
         enc = lambda e, kind, raw: e.heads(batch[f"{kind}_seg"], batch[f"{kind}_glob"]) if f"{kind}_seg" in batch else e(batch[raw])
         a, i = enc(self.audio_encoder, "audio", "cond_wav"), enc(self.image_encoder, "image", "frame")
-        return (a.tokens, a.pooled), (i.tokens, i.pooled)
+        return a.pair, i.pair
 
     def loss(self, batch: dict) -> torch.Tensor:
         audio, image = self.condition(batch)
@@ -145,6 +158,7 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
               progress: bool = True, init_encoders: str | os.PathLike | None = None,
               codec_dir: str | os.PathLike | None = None, vocoder_dir: str | os.PathLike | None = None) -> Path:
     "Train the conditional diffusion model (stage `ldm`); returns the exported checkpoint folder."
+    from avsoundscape.audio import LogMel
     from avsoundscape.core import load_module_weights, read_module_config
     from avsoundscape.stylize import Stylizer, build_components
 
@@ -163,14 +177,23 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
         from avsoundscape.conditioning import load_conditioner
         aenc = load_conditioner(Path(init_encoders) / "audio_encoder")
         ienc = load_conditioner(Path(init_encoders) / "image_encoder")
-    pairs = load_pairs(pairs_dir, "train")
+    cfg, extras = stage_config(params, "ldm", {"augment": {}})
+    try:
+        augment = SceneAugment(**extras["augment"])
+    except TypeError as e:
+        raise AvsError(f"params ldm.augment: {e} (it takes p_reverb, rt60, drr_db)") from None
+    augment = augment if augment.p_reverb > 0 else None
+    pairs = load_pairs(pairs_dir, "train", extra=("target_wav",) if augment else ())
     inp, tgt = cached_latents(pairs, codec, out_dir / "cache")
-    # frozen condition encoders (trainable: false) run once over the data; only their heads train
-    feats = {k: cached_features(e, pairs[raw], pairs["files"], out_dir / "cache", k) if not e.trainable else None
+    # frozen condition encoders (trainable: false) run once over the data (only their heads train), unless augmentation
+    # changes the condition audio each time
+    feats = {k: cached_features(e, pairs[raw], pairs["files"], out_dir / "cache", k)
+             if not e.trainable and not (augment and k == "audio") and getattr(e, "room_reader", None) is None else None
              for k, e, raw in (("audio", aenc, "cond_wav"), ("image", ienc, "frame"))}
     model = StylizerModel(aenc, ienc, den)
-    cfg, _ = stage_config(params, "ldm")
-    data = LatentPairs(pairs, inp, tgt, feats["audio"], feats["image"])
+    mel = LogMel()
+    data = LatentPairs(pairs, inp, tgt, feats["audio"], feats["image"], augment,
+                       encode=lambda wav: codec.encode(mel(wav[None]))[0])
     trainer = Trainer(model, data, lambda m, b: m.loss(b), cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
     st = Stylizer(codec, vocoder, best.audio_encoder, best.image_encoder, best.denoiser,
@@ -183,19 +206,30 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     return out_dir / "model"
 
 # %% ../nbs/09a_stages.ipynb #04e1dec7
+ENCODER_ROOM = {"examples": 3000, "steps": 800}  # the room reader's simulated examples and training steps
+
+
 def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
                    progress: bool = True) -> Path:
-    "Contrastive pre-training of the condition encoders (stage `encoders`); returns their folder."
+    "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room reader (if any) by simulation; returns their folder."
     from avsoundscape.conditioning import build_conditioner, save_conditioner
     from avsoundscape.contrastive import AVContrastive
+    from avsoundscape.room import simulate_rooms, train_rt60
 
     out_dir = Path(out_dir)
-    pairs = load_pairs(pairs_dir, "train")
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
+    reader = getattr(model.audio, "room_reader", None)
+    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if reader is not None else ())
     data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
-    cfg, _ = stage_config(params, "encoders")
+    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM})
     trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
+    if reader is not None:  # the pairs' own enhanced speech through statistical rooms: labels known by construction
+        room = {**ENCODER_ROOM, **extras["room"]}
+        feats, log_rt60 = simulate_rooms(pairs["input_wav"], room["examples"], seed=cfg.seed)
+        fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
+                            progress=progress)
+        best.audio.room_reader.load_state_dict(fitted.state_dict())
     if trainer.acc.is_main_process:
         save_conditioner(best.audio, out_dir / "model" / "audio_encoder")
         save_conditioner(best.image, out_dir / "model" / "image_encoder")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import SAMPLE_RATE, LogMel, check_waveform
+from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
 from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module_weights, read_module_config,
                                resolve_device, save_module)
 from .diffusion import ConditionalDenoiser, DenoiserConfig, sample
@@ -173,13 +173,12 @@ class Stylizer:
             k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
             crops = torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
             with self._autocast():
-                tok, pool, _ = self.audio_encoder(crops)
-            audio = (tok.float().mean(0, keepdim=True), pool.float().mean(0, keepdim=True))
+                out = self.audio_encoder(crops)
+            audio = tuple(x.float().mean(0, keepdim=True) for x in out.pair)  # tokens, pooled (and room) over the crops
         if scene_image is not None:
             img = _as_image(scene_image, "scene image").to(self.device)[None]
             with self._autocast():
-                tok, pool, _ = self.image_encoder(img)
-            image = (tok.float(), pool.float())
+                image = tuple(x.float() for x in self.image_encoder(img).pair)
         if audio is None and image is None:
             log.warning("stylize: no scene given (neither audio nor image): unconditional output")
         return self.denoiser.condition(audio, image, batch=1)
@@ -314,8 +313,21 @@ def build_components(model: dict) -> tuple:
     den.setdefault("latent_channels", codec.latent_channels)
     if den["latent_channels"] != codec.latent_channels:
         raise AvsError(f"denoiser latent_channels {den['latent_channels']} != codec's {codec.latent_channels}")
-    return (codec, build_vocoder(model["vocoder"]), build_conditioner(model["audio_encoder"]),
-            build_conditioner(model["image_encoder"]), ConditionalDenoiser(DenoiserConfig(**den)))
+    prior = den.get("prior")
+    if prior:  # `true` or a dict of AcousticPrior settings; bands and frames follow the mel codec
+        if codec.kind != "mel":
+            raise AvsError(f"denoiser prior needs the mel codec (its latent is a log-mel), not {codec.kind!r}")
+        mel = MelConfig()
+        den["prior"] = {"bands": mel.n_mels // codec.pool, "frame_seconds": codec.pool * mel.hop_length / mel.sample_rate,
+                        "offset_db": codec.offset_db, "scale_db": codec.scale_db, **(prior if isinstance(prior, dict) else {})}
+    else:
+        den["prior"] = None
+    aenc = build_conditioner(model["audio_encoder"])
+    if prior and den["prior"].get("room") and getattr(aenc, "room_reader", None) is None:
+        raise AvsError("denoiser prior room: true reads the room from the audio encoder: give it a room reader "
+                       "(conv_audio with room: true)")
+    return (codec, build_vocoder(model["vocoder"]), aenc, build_conditioner(model["image_encoder"]),
+            ConditionalDenoiser(DenoiserConfig(**den)))
 
 
 TINY_MODEL = {
