@@ -35,16 +35,15 @@ class AcousticPrior(nn.Module):
         self.room = room
         self.head = nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, 3 * bands))
         nn.init.zeros_(self.head[-1].weight)
-        with torch.no_grad():  # a mid-sized room to start from: T60 0.5 s (or the room read), tail 10 dB under, floor -50 dB
-            t60 = 0.0 if room else math.log(0.5)
-            self.head[-1].bias.view(3, bands).copy_(torch.tensor([[t60], [-1.0], [-5.0]]).expand(3, bands))
+        with torch.no_grad():  # a mid-sized room to start from: T60 0.5 s, tail 10 dB under, floor -50 dB
+            self.head[-1].bias.view(3, bands).copy_(torch.tensor([[math.log(0.5)], [-1.0], [-5.0]]).expand(3, bands))
 
     def scene(self, pooled: torch.Tensor, room: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "(T60 in s, tail level in dB, floor in dB), each (B, bands); with `room` (B,) log RT60, T60 is that times a learned per-band factor."
+        "(T60 in s, tail level in dB, floor in dB), each (B, bands); with `room` (B,) log RT60, T60 is the room's in every band."
         h = self.head(pooled.float()).view(-1, 3, self.bands)
         if self.room != (room is not None):
             raise AvsError("acoustic prior: a room (log RT60) is needed exactly when the prior was built with room=True")
-        log_t60 = h[:, 0] + (room.float()[:, None] if room is not None else 0.0)
+        log_t60 = room.float()[:, None].expand(-1, self.bands) if room is not None else h[:, 0]
         return log_t60.clamp(-4.0, 1.5).exp(), 10 * h[:, 1], 10 * h[:, 2]
 
     def forward(self, latent: torch.Tensor, pooled: torch.Tensor, room: torch.Tensor | None = None) -> torch.Tensor:

@@ -79,8 +79,6 @@ def test_the_prior_reads_the_room_and_the_scene_changes_the_output():
     torch.manual_seed(0)
     model = {**TINY_MODEL, **ROOM_MODEL}
     st = Stylizer(*build_components(model), config={"steps": 2, "guidance": 1.0}, device="cpu")
-    with torch.no_grad():  # a head that listens to the room: T60 = the room read, tail 10 dB under
-        st.denoiser.prior.head[-1].bias.view(3, -1)[0] = 0.0
     speech = speechlike(2.0, seed=1)
     dry, wet = speechlike(1.5, seed=2), speechlike(1.5, seed=3)
     wet = torch.from_numpy(np.convolve(wet.numpy(), np.exp(-np.arange(8000) / 1500.0) * np.random.default_rng(0).standard_normal(8000))[:len(wet)]).float()
@@ -88,6 +86,8 @@ def test_the_prior_reads_the_room_and_the_scene_changes_the_output():
     tok_w, pool_w = st.encode_condition(wet)
     assert pool_d.shape == (1, model["denoiser"]["cond_dim"] + 1)       # the room rides as the last column
     assert pool_d[0, -1] != pool_w[0, -1]
+    t60, _, _ = st.denoiser.prior.scene(pool_w[:, :-1], pool_w[:, -1])    # the prior rings with the room it was given
+    torch.testing.assert_close(t60, pool_w[:, -1:].exp().expand_as(t60))
     a, b, none = (st.stylize(speech, s, seed=0) for s in (dry, wet, None))
     assert a.shape == speech.shape and torch.isfinite(none).all() and not torch.equal(a, b)
     with pytest.raises(AvsError, match="room reader"):
