@@ -14,7 +14,7 @@ from .audio import SAMPLE_RATE
 from .core import AvsError
 
 # %% auto #0
-__all__ = ['decay_rir', 'fft_convolve', 'SceneAugment']
+__all__ = ['decay_rir', 'draw_room', 'fft_convolve', 'SceneAugment']
 
 # %% ../nbs/04d_augment.ipynb #03e29212
 def decay_rir(rt60: float, drr_db: float, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -25,6 +25,12 @@ def decay_rir(rt60: float, drr_db: float, rng: np.random.Generator, sr: int = SA
     tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
     tail[0] += 1.0
     return (tail / np.abs(tail).max()).astype(np.float32)
+
+
+def draw_room(rng: np.random.Generator, rt60_range=(0.1, 2.5), drr_range=(-6.0, 12.0)) -> tuple[np.ndarray, float]:
+    "A random statistical room: (`decay_rir`, its design RT60), RT60 log-uniform over `rt60_range`, DRR uniform over `drr_range`."
+    rt60 = float(np.exp(rng.uniform(np.log(rt60_range[0]), np.log(rt60_range[1]))))
+    return decay_rir(rt60, float(rng.uniform(*drr_range)), rng), rt60
 
 # %% ../nbs/04d_augment.ipynb #fdbf2bc7
 def fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -53,8 +59,7 @@ class SceneAugment:
         "(target, condition, the added room's RT60 or None): both clips rung alike, scaled to keep the target's RMS."
         if self.p_reverb <= 0 or rng.random() >= self.p_reverb:
             return target, cond, None
-        rt60 = float(np.exp(rng.uniform(np.log(self.rt60[0]), np.log(self.rt60[1]))))
-        h = torch.from_numpy(decay_rir(rt60, float(rng.uniform(*self.drr_db)), rng))
-        t, c = fft_convolve(target, h), fft_convolve(cond, h)
+        h, rt60 = draw_room(rng, self.rt60, self.drr_db)
+        t, c = fft_convolve(target, torch.from_numpy(h)), fft_convolve(cond, torch.from_numpy(h))
         gain = target.pow(2).mean().sqrt() / t.pow(2).mean().sqrt().clamp(min=1e-8)
         return t * gain, c * gain, rt60

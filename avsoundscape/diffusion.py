@@ -119,9 +119,11 @@ class ConditionalDenoiser(nn.Module):
         return self.prior(input_latent, pooled[:, : self.config.cond_dim], room)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor,
-                tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior) and the condition."
-        parts = [noisy, input_latent] + ([self.prior_of(input_latent, pooled).detach()] if self.prior is not None else [])
+                tokens: torch.Tensor, pooled: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior: computed here unless given) and the condition."
+        if self.prior is not None and prior is None:
+            prior = self.prior_of(input_latent, pooled)
+        parts = [noisy, input_latent] + ([prior.detach()] if self.prior is not None else [])
         x = torch.cat(parts, dim=1)
         return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=pooled[:, : self.config.cond_dim]).sample
 
@@ -155,21 +157,21 @@ def denoiser_loss(model: ConditionalDenoiser, target: torch.Tensor, input_latent
     cfg, B = model.config, target.shape[0]
     drop_a, drop_i = draw_drops(cfg, B, generator, target.device)
     tokens, pooled = model.condition(audio, image, B, drop_a, drop_i)
-    fit = 0.0
+    fit, prior = 0.0, None
     if model.prior is not None:
         prior = model.prior_of(input_latent, pooled)
         fit = cfg.prior_weight * (prior - target).abs().mean()
         target = target - prior.detach()
     if cfg.mode == "regressor":
         pred = model(torch.zeros_like(target), torch.zeros(B, dtype=torch.long, device=target.device),
-                     input_latent, tokens, pooled)
+                     input_latent, tokens, pooled, prior)
         return (pred - target).abs().mean() + fit
     scheduler = scheduler or make_scheduler(cfg)
     noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
     t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device=target.device)
     noisy = scheduler.add_noise(target, noise, t)
     goal = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(target, noise, t)
-    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, tokens, pooled), goal) + fit
+    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, tokens, pooled, prior), goal) + fit
 
 # %% ../nbs/07_diffusion.ipynb #9daa1cc0
 @torch.inference_mode()
@@ -180,10 +182,11 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch
     cfg, B = model.config, input_latent.shape[0]
     dtype = next(model.parameters()).dtype
     input_latent, tokens, pooled = input_latent.to(dtype), tokens.to(dtype), pooled.to(dtype)
-    base = model.prior_of(input_latent, pooled).to(dtype) if model.prior is not None else 0.0
+    base = model.prior_of(input_latent, pooled).to(dtype) if model.prior is not None else None
     if cfg.mode == "regressor":
         t0 = torch.zeros(B, dtype=torch.long, device=input_latent.device)
-        return base + model(torch.zeros_like(input_latent), t0, input_latent, tokens, pooled)
+        pred = model(torch.zeros_like(input_latent), t0, input_latent, tokens, pooled, base)
+        return pred if base is None else base + pred
     sched = make_scheduler(cfg, sampler)
     sched.set_timesteps(steps, device=input_latent.device)
     x = torch.randn(input_latent.shape, generator=generator, device=input_latent.device, dtype=torch.float32)
@@ -193,12 +196,13 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch
         null_tok, null_pool = null if null is not None else model.condition(batch=B)
         tok2, pool2 = torch.cat([tokens, null_tok.to(dtype)]), torch.cat([pooled, null_pool.to(dtype)])
         inp2 = torch.cat([input_latent, input_latent])
+        prior2 = None if base is None else model.prior_of(inp2, pool2).to(dtype)  # once, not at every step
     for t in sched.timesteps:
         xin = sched.scale_model_input(x, t)
         if guided:
-            c, u = model(torch.cat([xin, xin]), t.expand(2 * B), inp2, tok2, pool2).chunk(2)
+            c, u = model(torch.cat([xin, xin]), t.expand(2 * B), inp2, tok2, pool2, prior2).chunk(2)
             pred = u + guidance * (c - u)
         else:
-            pred = model(xin, t.expand(B), input_latent, tokens, pooled)
+            pred = model(xin, t.expand(B), input_latent, tokens, pooled, base)
         x = sched.step(pred.float(), t, x.float()).prev_sample.to(dtype)
-    return base + x
+    return x if base is None else base + x

@@ -13,7 +13,7 @@ from scipy.signal import fftconvolve
 from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
-from .augment import decay_rir
+from .augment import draw_room
 from .core import AvsError
 
 # %% auto #0
@@ -96,11 +96,10 @@ def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1,
     if x.ndim != 2 or len(x) == 0 or x.shape[1] < SAMPLE_RATE // 2:
         raise AvsError(f"room simulation needs speech clips (N, samples) of at least 0.5 s, got {tuple(x.shape)}")
     rng, L = np.random.default_rng(seed), x.shape[1]
-    lo, hi = np.log(rt60_range[0]), np.log(rt60_range[1])
     wavs, labels = [], []
     for _ in range(n):
         dry = x[int(rng.integers(len(x)))]
-        h = decay_rir(float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(*drr_range)), rng)
+        h, _ = draw_room(rng, rt60_range, drr_range)
         wet = fftconvolve(dry, h)[:L]
         noise = coloured_noise(L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))

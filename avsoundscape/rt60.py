@@ -15,7 +15,7 @@ from scipy.signal import fftconvolve
 from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
-from .augment import decay_rir
+from .augment import draw_room
 from .room import RT60Estimator, rt60_features, train_rt60
 from .core import AvsError, get_logger, load_module_weights, read_module_config, save_module
 from .scenes import rt60_of
@@ -38,8 +38,7 @@ class RT60Material:
     def with_decays(self, n: int, seed: int = 0, rt60_range=(0.1, 2.5), drr_range=(-6.0, 12.0)) -> "RT60Material":
         "This material plus `n` statistical impulse responses, RT60 log-uniform over `rt60_range`."
         rng = np.random.default_rng(seed)
-        lo, hi = np.log(rt60_range[0]), np.log(rt60_range[1])
-        rirs = [decay_rir(float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(*drr_range)), rng) for _ in range(n)]
+        rirs = [draw_room(rng, rt60_range, drr_range)[0] for _ in range(n)]
         return RT60Material(self.dry, self.ambient, self.rirs + rirs, self.rt60 + [rt60_of(h) for h in rirs])
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .augment import SceneAugment
-from .core import AvsError, atomic_path, get_logger
+from .core import AvsError, atomic_path, get_logger, merge_params
 from .diffusion import ConditionalDenoiser, denoiser_loss
 from .train import Trainer, TrainConfig
 
@@ -120,7 +120,7 @@ class LatentPairs(torch.utils.data.Dataset):
 
 # %% ../nbs/09a_stages.ipynb #fc724635
 def stage_config(params: dict, group: str, extras: dict | None = None) -> tuple[TrainConfig, dict]:
-    "The `TrainConfig` of params group `group`, and its stage `extras` (defaults filled in); unknown keys are errors."
+    "The `TrainConfig` of params group `group`, and its stage `extras` (defaults filled in, nested ones too); unknown keys are errors."
     extras = extras or {}
     what = "TrainConfig fields" + (f" and {', '.join(extras)}" if extras else "")
     if not isinstance(params.get(group), dict):
@@ -130,7 +130,7 @@ def stage_config(params: dict, group: str, extras: dict | None = None) -> tuple[
     if unknown:
         raise AvsError(f"params group {group!r}: unknown key(s) {', '.join(unknown)} (it takes {what})")
     g = params[group]
-    return TrainConfig(**{k: v for k, v in g.items() if k in known}), {**extras, **{k: v for k, v in g.items() if k in extras}}
+    return TrainConfig(**{k: v for k, v in g.items() if k in known}), merge_params(extras, {k: v for k, v in g.items() if k in extras})
 
 # %% ../nbs/09a_stages.ipynb #7b106347
 class StylizerModel(nn.Module):
@@ -188,7 +188,7 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     # frozen condition encoders (trainable: false) run once over the data (only their heads train), unless augmentation
     # changes the condition audio each time
     feats = {k: cached_features(e, pairs[raw], pairs["files"], out_dir / "cache", k)
-             if not e.trainable and not (augment and k == "audio") and getattr(e, "room_reader", None) is None else None
+             if not e.trainable and not (augment and k == "audio") and e.room_reader is None else None
              for k, e, raw in (("audio", aenc, "cond_wav"), ("image", ienc, "frame"))}
     model = StylizerModel(aenc, ienc, den)
     mel = LogMel()
@@ -218,14 +218,14 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
 
     out_dir = Path(out_dir)
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
-    reader = getattr(model.audio, "room_reader", None)
+    reader = model.audio.room_reader
     pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if reader is not None else ())
     data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
     cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM})
     trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
     if reader is not None:  # the pairs' own enhanced speech through statistical rooms: labels known by construction
-        room = {**ENCODER_ROOM, **extras["room"]}
+        room = extras["room"]
         feats, log_rt60 = simulate_rooms(pairs["input_wav"], room["examples"], seed=cfg.seed)
         fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
                             progress=progress)

@@ -323,7 +323,7 @@ def build_components(model: dict) -> tuple:
     else:
         den["prior"] = None
     aenc = build_conditioner(model["audio_encoder"])
-    if prior and den["prior"].get("room") and getattr(aenc, "room_reader", None) is None:
+    if prior and den["prior"].get("room") and aenc.room_reader is None:
         raise AvsError("denoiser prior room: true reads the room from the audio encoder: give it a room reader "
                        "(conv_audio with room: true)")
     return (codec, build_vocoder(model["vocoder"]), aenc, build_conditioner(model["image_encoder"]),

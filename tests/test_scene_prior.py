@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from avsoundscape.audio import LogMel
 from avsoundscape.augment import SceneAugment
 from avsoundscape.conditioning import load_conditioner
 from avsoundscape.core import AvsError
@@ -25,9 +26,7 @@ LDM = {"steps": 4, "batch_size": 4, "warmup_steps": 1, "ckpt_every": 2, "keep_la
 
 def test_augmented_examples_ring_target_and_condition_not_input(pairs):
     data = load_pairs(pairs, extra=("target_wav",))
-    codec, mel = build_components(TINY_MODEL)[0], None
-    from avsoundscape.audio import LogMel
-    mel = LogMel()
+    codec, mel = build_components(TINY_MODEL)[0], LogMel()
     enc = lambda w: codec.encode(mel(w[None]))[0]
     inp, tgt = codec.encode(data["input_mel"]), codec.encode(data["target_mel"])
     plain = LatentPairs(data, inp, tgt)
