@@ -14,10 +14,18 @@ PINS_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
 ENV := $(AVS_CACHE)/env-$(PINS_HASH)
 BIN := $(ENV)/bin
 APT_PKGS := ffmpeg flite espeak-ng sox git chromium
+# Real recordings and photographs (real voices, field recordings, photos) for SynthScapes and the realdev set:
+# Debian packages, pinned, fetched with apt-get download and unpacked into $(MATERIAL) (never installed system-wide);
+# avsoundscape.material lists which files of each it uses, with their licences.
+MATERIAL_DEBS := fillets-ng-data-cs=1.0.1-1.1 fillets-ng-data-nl=1.0.1-1.1 asterisk-core-sounds-en-g722=1.6.1-1 \
+  asterisk-core-sounds-it-g722=1.6.1-1 asterisk-core-sounds-ru-g722=1.6.1-1 scorched3d-data=44+dfsg-8 \
+  minetest-data=5.6.1+dfsg+~1.9.0mt8+dfsg-2 tuxpaint-data=1:0.9.28-sdl2-1 mate-backgrounds=1.26.0-1
+MATERIAL := $(AVS_CACHE)/material
+export AVS_MATERIAL := $(MATERIAL)
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: repro test env system lib readme bench clean-env
+.PHONY: repro test env system material lib readme bench clean-env
 
 repro: env
 	$(if $(PROFILE),"$(BIN)/avsoundscape" params $(PROFILE) -o params.yaml)
@@ -27,7 +35,7 @@ repro: env
 test: env
 	bash tests/run_all.sh "$(BIN)"
 
-env: system $(ENV)/.complete lib
+env: system material $(ENV)/.complete lib
 
 # Debian packages: each command named in APT_PKGS comes from the package of the same name.
 system:
@@ -37,6 +45,16 @@ system:
 	  command -v apt-get >/dev/null || { echo "missing:$$missing; install them with your package manager" >&2; exit 1; }; \
 	  echo "apt-get: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+# Each material package once per machine: a folder counts as unpacked only once `.complete` (its package and version) is written.
+material:
+	@mkdir -p "$(MATERIAL)"; for spec in $(MATERIAL_DEBS); do p="$${spec%%=*}"; \
+	  [ -f "$(MATERIAL)/$$p/.complete" ] && continue; \
+	  echo "material: $$spec (apt-get download, unpacked into $(MATERIAL)/$$p)"; \
+	  d="$$(mktemp -d)"; \
+	  ( cd "$$d" && { apt-get download -qq "$$spec" 2>/dev/null || { apt-get update -qq && apt-get download -qq "$$spec"; }; } ) || exit 1; \
+	  rm -rf "$(MATERIAL)/$$p" && mkdir -p "$(MATERIAL)/$$p" && dpkg-deb -x "$$d"/*.deb "$(MATERIAL)/$$p" && \
+	  dpkg-deb -f "$$d"/*.deb Package Version > "$(MATERIAL)/$$p/.complete"; rm -rf "$$d"; done
 
 # No prerequisite on purpose: the folder name already carries the hash of the pins, and a fresh
 # clone's file dates must not force a rebuild of an env that matches.

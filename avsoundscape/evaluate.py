@@ -42,12 +42,13 @@ def model_methods(stylizer, prefix: str = "ours", guidances=(), seed: int = 0) -
 
 
 def baseline_methods(estimator, enhancer) -> dict[str, Method]:
-    "Identity, Separate & Remix, DSP matching, and the oracle."
-    from avsoundscape.baselines import dsp_match, separate_remix
+    "Identity, Separate & Remix, DSP matching, DSP reverb + remix, and the oracle."
+    from avsoundscape.baselines import dsp_match, dsp_reverb_remix, separate_remix
 
     return {"identity": lambda c, x: x.clone(),
             "separate & remix": lambda c, x: separate_remix(x, c.cond_wav, enhancer),
             "DSP matching": lambda c, x: dsp_match(x, c.cond_wav, estimator),
+            "DSP reverb + remix": lambda c, x: dsp_reverb_remix(x, c.cond_wav, estimator, enhancer),
             "oracle (true target)": lambda c, x: c.target.clone()}
 
 # %% ../nbs/11a_evaluate.ipynb #edaa1847
@@ -138,7 +139,7 @@ def summary(rows: list[dict], embs: dict | None = None, reference: torch.Tensor 
     return out
 
 # %% ../nbs/11a_evaluate.ipynb #dc8f108a
-COLUMNS = {"rt60_error_s": "RT60 err (s) ↓", "ambient_distance_db": "ambient dist (dB) ↓",
+COLUMNS = {"rt60_error_s": "RT60 err (s) ↓", "rt60_blind_error_s": "blind RT60 err (s) ↓", "ambient_distance_db": "ambient dist (dB) ↓",
            "ambient_level_error_db": "ambient level err (dB) ↓", "logmel_l1_db": "log-mel L1 (dB) ↓",
            "stoi": "STOI ↑", "pesq": "PESQ ↑", "cond_similarity": "cond. sim ↑", "fad": "FAD ↓"}
 
@@ -173,7 +174,7 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
     return md
 
 # %% ../nbs/11a_evaluate.ipynb #f46fe8ab
-ENHANCED_METHODS = ("identity", "separate & remix", "DSP matching", "ours (audio-visual)", "oracle (true target)")
+ENHANCED_METHODS = ("identity", "separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")
 
 
 def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours (audio-visual)",

@@ -176,16 +176,21 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
 SCORES = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db")
 
 
-def score_output(case: TestCase, wav: torch.Tensor, estimator) -> dict:
-    "The scores of one output `wav` of `case` (`SCORES`, plus the RT60 estimate itself); `estimator`: an `rt60.RT60Estimator`."
+def score_output(case: TestCase, wav: torch.Tensor, estimator=None) -> dict:
+    "The scores of one output `wav` of `case` (`SCORES`, plus the RT60 reading itself); with `estimator` (an `rt60.RT60Estimator`) also its blind reading."
+    from avsoundscape.decay import decay_rt60
     from avsoundscape.metrics import ambient_distance_db, ambient_level_error_db, logmel_l1_db
 
     wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)[: len(case.target)]
-    rt60 = float(estimator.estimate(wav))
-    return {"rt60_error_s": abs(rt60 - case.rt60), "rt60_estimate_s": rt60,
-            "ambient_distance_db": ambient_distance_db(case.target, wav, case.background),
-            "ambient_level_error_db": abs(ambient_level_error_db(case.target, wav, case.background)),
-            "logmel_l1_db": logmel_l1_db(case.target, wav)}
+    rt60 = decay_rt60(wav, case.input)
+    out = {"rt60_error_s": abs(rt60 - case.rt60), "rt60_estimate_s": rt60,
+           "ambient_distance_db": ambient_distance_db(case.target, wav, case.background),
+           "ambient_level_error_db": abs(ambient_level_error_db(case.target, wav, case.background)),
+           "logmel_l1_db": logmel_l1_db(case.target, wav)}
+    if estimator is not None:
+        blind = float(estimator.estimate(wav))
+        out.update(rt60_blind_error_s=abs(blind - case.rt60), rt60_blind_estimate_s=blind)
+    return out
 
 
 def mean_ci(values) -> dict:
