@@ -20,9 +20,9 @@ from .testset import SCORES, TestCase, mean_ci, score_output
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Method', 'COLUMNS', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods', 'stoi_pesq', 'embedder',
-           'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table', 'learned_criterion',
-           'run_protocol', 'metrics_record']
+__all__ = ['log', 'Method', 'COLUMNS', 'PAIRED_KEYS', 'BASELINES', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods',
+           'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table',
+           'paired_differences', 'paired_table', 'learned_criterion', 'run_protocol', 'metrics_record']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
@@ -171,6 +171,42 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
     md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
     md += "".join("| " + " | ".join(str(r.get(h, "")) for h in head) + " |\n" for r in rows)
     Path(md_path).write_text(md)
+    return md
+
+# %% ../nbs/11a_evaluate.ipynb #09a042e5
+PAIRED_KEYS = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db", "stoi", "pesq")
+BASELINES = ("identity", "separate & remix", "DSP matching", "DSP reverb + remix")
+
+
+def paired_differences(rows: list[dict], kind: str = "dry", ours: str = "ours (audio-visual)", others=BASELINES,
+                       keys=PAIRED_KEYS) -> list[dict]:
+    "Per method of `others`: mean and 95 % CI of the per-case difference ours - it of every score in `keys`."
+    from avsoundscape.testset import mean_ci
+
+    by = lambda m: {r["case"]: r for r in rows if r["input"] == kind and r["method"] == m}
+    mine, out = by(ours), []
+    for other in others:
+        theirs = by(other)
+        common = [c for c in mine if c in theirs]
+        if not common:
+            continue
+        line = {"input": kind, "ours": ours, "baseline": other, "cases": len(common)}
+        for k in keys:
+            d = [mine[c][k] - theirs[c][k] for c in common if np.isfinite(mine[c][k]) and np.isfinite(theirs[c][k])]
+            line[k] = mean_ci(d) if d else {"mean": float("nan"), "ci95": float("nan")}
+        out.append(line)
+    return out
+
+
+def paired_table(lines: list[dict]) -> str:
+    "The paired differences as a markdown table (ours - baseline; negative errors and positive STOI/PESQ favour ours)."
+    keys = [k for k in PAIRED_KEYS if lines and k in lines[0]]
+    head = ["input", "ours − baseline", "cases"] + [COLUMNS[k].rstrip(" ↓↑") for k in keys]
+    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+    for l in lines:
+        cells = [l["input"], f"{l['ours']} − {l['baseline']}", str(l["cases"])]
+        cells += [f"{l[k]['mean']:+.2f} ± {l[k]['ci95']:.2f}" for k in keys]
+        md += "| " + " | ".join(cells) + " |\n"
     return md
 
 # %% ../nbs/11a_evaluate.ipynb #f46fe8ab

@@ -51,7 +51,7 @@ CATEGORY_NAMES = tuple(CATEGORIES)
 SPLITS = ("train", "val", "test")
 
 # %% ../nbs/03a_scenes.ipynb #0adf8a76
-STREAMS = {"category": 0, "split": 1, "room": 2, "ambience": 3, "ambience_events": 4, "speakers": 5, "speech": 6, "picture": 7, "level": 8}
+STREAMS = {"category": 0, "split": 1, "room": 2, "ambience": 3, "ambience_events": 4, "speakers": 5, "speech": 6, "picture": 7, "level": 8, "real": 9}
 
 
 def rng_for(seed: int, index: int, stream: str) -> np.random.Generator:

