@@ -22,7 +22,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'Method', 'COLUMNS', 'PAIRED_KEYS', 'BASELINES', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods',
            'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table',
-           'paired_differences', 'paired_table', 'learned_criterion', 'run_protocol', 'metrics_record']
+           'paired_differences', 'paired_table', 'learned_criterion', 'run_protocol', 'metrics_record',
+           'rt60_measure_record']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
@@ -247,3 +248,21 @@ def metrics_record(cases: list[TestCase], result: dict, **extra) -> dict:
     flat = lambda l: {k: (v["mean"] if isinstance(v, dict) else v) for k, v in l.items() if k not in ("input", "method")}
     return {"cases": len(cases), "test_videos": len({c.speech_video for c in cases}), **extra,
             "learned": result["criterion"], "methods": {f"{l['input']} / {l['method']}": flat(l) for l in result["lines"]}}
+
+
+def rt60_measure_record(rows: list[dict], oracle: str = "oracle (true target)") -> dict:
+    "The RT60 measures' own errors on the true targets: the decay measure (the RT60 column's instrument) and the blind estimator."
+    from avsoundscape.testset import mean_ci
+
+    o = [r for r in rows if r["method"] == oracle and r["input"] == rows[0]["input"]]
+    if not o:
+        return {}
+    est, true = np.array([r["rt60_target_estimate_s"] for r in o]), np.array([r["rt60_true_s"] for r in o])
+    out = {"measure": "decay.decay_rt60: the band energy of the output explained by the dry input through a Polack room; "
+                      "the RT60 column is |reading(output) - reading(true target)|",
+           "decay_abs_error_on_true_targets_s": mean_ci(np.abs(est - true)),
+           "decay_log_correlation_on_true_targets": round(float(np.corrcoef(np.log(est), np.log(true))[0, 1]), 3) if len(o) > 2 else None,
+           "cases": len(o)}
+    if "rt60_blind_error_s" in o[0]:
+        out["blind_estimator_abs_error_on_true_targets_s"] = mean_ci([r["rt60_blind_error_s"] for r in o])
+    return out

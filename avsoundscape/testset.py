@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SCORES', 'TestCase', 'speech_mask', 'active_rms', 'background_frames', 'speech_starts', 'free_start',
-           'condition_start', 'build_cases', 'score_output', 'mean_ci', 'paired_gap']
+           'condition_start', 'build_cases', 'target_decay_rt60', 'score_output', 'mean_ci', 'paired_gap']
 
 # %% ../nbs/10b_testset.ipynb #042d53b2
 @dataclass
@@ -176,14 +176,23 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
 SCORES = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db")
 
 
+def target_decay_rt60(case: TestCase) -> float:
+    "The decay reading (`decay.decay_rt60`) of the case's true target against its dry input, read once per case."
+    from avsoundscape.decay import decay_rt60
+
+    if "target_decay_rt60" not in case.info:
+        case.info["target_decay_rt60"] = decay_rt60(case.target, case.input)
+    return case.info["target_decay_rt60"]
+
+
 def score_output(case: TestCase, wav: torch.Tensor, estimator=None) -> dict:
-    "The scores of one output `wav` of `case` (`SCORES`, plus the RT60 reading itself); with `estimator` (an `rt60.RT60Estimator`) also its blind reading."
+    "The scores of one output `wav` of `case` (`SCORES`, plus the RT60 readings themselves); with `estimator` (an `rt60.RT60Estimator`) also its blind reading."
     from avsoundscape.decay import decay_rt60
     from avsoundscape.metrics import ambient_distance_db, ambient_level_error_db, logmel_l1_db
 
     wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)[: len(case.target)]
-    rt60 = decay_rt60(wav, case.input)
-    out = {"rt60_error_s": abs(rt60 - case.rt60), "rt60_estimate_s": rt60,
+    rt60, ref = decay_rt60(wav, case.input), target_decay_rt60(case)
+    out = {"rt60_error_s": abs(rt60 - ref), "rt60_estimate_s": rt60, "rt60_target_estimate_s": ref, "rt60_true_s": case.rt60,
            "ambient_distance_db": ambient_distance_db(case.target, wav, case.background),
            "ambient_level_error_db": abs(ambient_level_error_db(case.target, wav, case.background)),
            "logmel_l1_db": logmel_l1_db(case.target, wav)}
