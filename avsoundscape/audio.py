@@ -21,7 +21,7 @@ from .core import AvsError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'MediaError', 'AudioError', 'decode_with_ffmpeg',
+__all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'PEAK_LIMIT', 'MediaError', 'AudioError', 'decode_with_ffmpeg',
            'check_waveform', 'to_model_rate', 'load_audio', 'audio_writer', 'save_audio', 'MelConfig', 'LogMel',
            'mel_to_audio']
 
@@ -119,26 +119,50 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: boo
     return y
 
 # %% ../nbs/01_audio.ipynb #fad03baa
+PEAK_LIMIT = 10 ** (-0.1 / 20)  # -0.1 dBFS: where `peak="scale"` puts an output's peak that would exceed full scale
+
+
 @contextlib.contextmanager
-def audio_writer(path: str | os.PathLike, sr: int = SAMPLE_RATE, channels: int = 1, subtype: str = "PCM_16"):
-    "Write audio a block at a time, atomically (the file appears whole or not at all): yields `write(block)` for blocks (samples,) or (channels, samples); samples outside [-1, 1] are clipped, with one warning at the end; `write.stats` counts samples, clipped samples and the peak."
+def audio_writer(path: str | os.PathLike, sr: int = SAMPLE_RATE, channels: int = 1, subtype: str = "PCM_16",
+                 peak: str = "clip"):
+    "Write audio a block at a time, atomically (the file appears whole or not at all): yields `write(block)` for blocks (samples,) or (channels, samples). Samples beyond full scale: `peak='clip'` clips them (one warning at the end); `peak='scale'` scales the whole output by one gain so its peak is -0.1 dBFS (one line says by how much). `write.stats` counts samples, clipped samples, the peak and the gain."
+    if peak not in ("clip", "scale"):
+        raise AudioError(f"{path}: peak={peak!r}: use 'clip' or 'scale'")
     path = Path(path)
-    stats = {"samples": 0, "clipped": 0, "peak": 0.0}
-    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", sr, channels, subtype,
-                                                format=path.suffix.lstrip(".").upper() or "WAV") as f:
+    stats = {"samples": 0, "clipped": 0, "peak": 0.0, "gain": 1.0, "gain_db": 0.0}
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(path))
+        raw = tmp.with_name(tmp.name + ".f32.wav") if peak == "scale" else tmp
+        if peak == "scale":
+            stack.callback(lambda: raw.unlink(missing_ok=True))
+        f = stack.enter_context(sf.SoundFile(str(raw), "w", sr, channels, "FLOAT" if peak == "scale" else subtype,
+                                             format="WAV" if peak == "scale" else fmt))
+
         def write(block: np.ndarray | torch.Tensor) -> None:
             x = block.detach().float().cpu().numpy() if torch.is_tensor(block) else np.asarray(block, dtype=np.float32)
             mag = np.abs(x)
             stats["samples"] += x.shape[-1]
-            stats["clipped"] += int((mag > 1.0).sum())
             stats["peak"] = max(stats["peak"], float(mag.max(initial=0.0)))
-            x = np.clip(x, -1.0, 1.0)
+            if peak == "clip":
+                stats["clipped"] += int((mag > 1.0).sum())
+                x = np.clip(x, -1.0, 1.0)
             f.write(x.T if x.ndim == 2 else x)
 
         write.stats = stats
         yield write
+        if peak == "scale":
+            f.close()
+            gain = PEAK_LIMIT / stats["peak"] if stats["peak"] > 1.0 else 1.0
+            with sf.SoundFile(str(raw)) as src, sf.SoundFile(str(tmp), "w", sr, channels, subtype, format=fmt) as dst:
+                for b in src.blocks(blocksize=1 << 16, dtype="float32"):
+                    dst.write(np.clip(b * gain, -1.0, 1.0))
+            stats["gain"], stats["gain_db"] = float(gain), round(float(20 * np.log10(gain)), 2)
     if stats["clipped"]:
         log.warning("%s: clipped %d sample(s) outside [-1, 1] (peak %.3f)", path, stats["clipped"], stats["peak"])
+    if stats["gain_db"] < 0:
+        log.warning("%s: peak %.2f would exceed full scale: the whole output was scaled by %.1f dB (no sample clipped)",
+                    path, stats["peak"], stats["gain_db"])
 
 
 def save_audio(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE,

@@ -11,9 +11,10 @@ from scipy.signal import fftconvolve
 
 from .audio import SAMPLE_RATE, LogMel
 from .augment import decay_rir
+from .render import background_power, band_noise  # shared with the waveform renderer
 
 # %% auto #0
-__all__ = ['loop_to', 'separate_remix', 'band_noise', 'background_power', 'dsp_reverb', 'dsp_match', 'dsp_reverb_remix']
+__all__ = ['loop_to', 'separate_remix', 'dsp_reverb', 'dsp_match', 'dsp_reverb_remix']
 
 # %% ../nbs/11_baselines.ipynb #1faa3881
 def loop_to(x: torch.Tensor, n: int, fade: int = 1600) -> torch.Tensor:
@@ -36,30 +37,6 @@ def separate_remix(speech: torch.Tensor, cond_wav: torch.Tensor, enhancer) -> to
     return speech + loop_to(background, len(speech))
 
 # %% ../nbs/11_baselines.ipynb #01f62da2
-def band_noise(mel_power: torch.Tensor, n: int, rng: np.random.Generator) -> torch.Tensor:
-    "Gaussian noise of `n` samples whose mean mel power spectrum (AudioLDM mel, per frame) is `mel_power` (64,)."
-    lm = LogMel()
-    spec = torch.stft(torch.from_numpy(rng.standard_normal(n + 1024).astype(np.float32)), 1024, 160, 1024,
-                      lm.window, return_complex=True)
-    fb = lm.fbank  # (64, 513); AudioLDM's mel is of magnitudes: power here is the squared mel magnitude
-    now = ((fb @ spec.abs()) ** 2).mean(-1)
-    band_gain = (mel_power.float() / now.clamp(min=1e-20)).sqrt()
-    gain = (fb.T @ band_gain) / (fb.T @ torch.ones_like(band_gain)).clamp(min=1e-12)
-    out = torch.istft(spec * gain[:, None], 1024, 160, 1024, lm.window, length=n + 1024)
-    return out[512: 512 + n]
-
-
-def background_power(wav: torch.Tensor) -> torch.Tensor:
-    "Mean mel power (64,) of `wav` over the frames Silero VAD finds no speech in (all frames if it finds speech everywhere)."
-    from avsoundscape.testset import background_frames
-    from avsoundscape.vad import speech_mask
-
-    mag = torch.exp(LogMel()(wav)) ** 2
-    frames = background_frames(speech_mask(wav))[: mag.shape[-1]]
-    frames = torch.nn.functional.pad(frames, (0, mag.shape[-1] - len(frames)))  # a last partial frame counts as speech
-    return mag[:, frames].mean(-1) if frames.sum() >= 5 else mag.mean(-1)
-
-
 def dsp_reverb(speech: torch.Tensor, cond_wav: torch.Tensor, estimator, rng: np.random.Generator,
                drr_db: float = 0.0) -> torch.Tensor:
     "The input through a statistical room of the condition's estimated RT60, at the input's active level."

@@ -68,7 +68,7 @@ def _stylize(args) -> int:
     audio, image = load_scene(args.scene, args.scene_audio, args.scene_image)
     model = Stylizer.from_pretrained(args.checkpoint or default_checkpoint(), device=args.device)
     info = model.stylize_file(speech, args.output, audio, image, steps=args.steps, guidance=args.guidance,
-                              sampler=args.sampler, seed=args.seed, progress=True)  # written batch by batch
+                              sampler=args.sampler, seed=args.seed, progress=True, render=args.render)  # written batch by batch
     print(f"wrote {args.output} ({info['seconds']:.2f} s)")
     return 0
 
@@ -119,6 +119,8 @@ def _add_stylize(p):
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--sampler", choices=["dpmsolver++", "ddim"], default=None)
+    p.add_argument("--render", choices=["latent", "waveform", "waveform-model"], default=None,
+                   help="how the output is made (default: the checkpoint's; see the Stylizer notebook)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 

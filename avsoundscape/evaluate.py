@@ -30,13 +30,18 @@ Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
 
 
 def model_methods(stylizer, prefix: str = "ours", guidances=(), seed: int = 0) -> dict[str, Method]:
-    "Our model with the condition as audio + image, audio only, image only, a wrong scene, none, and a guidance sweep."
+    "Our model with the condition as audio + image, audio only, image only, a wrong scene, none, a guidance sweep, and its other renders."
     st = lambda x, a, i, **kw: stylizer.stylize(x, a, i, seed=seed, **kw)
     out = {f"{prefix} (audio-visual)": lambda c, x: st(x, c.cond_wav, c.cond_frame),
            f"{prefix} (audio only)": lambda c, x: st(x, c.cond_wav, None),
            f"{prefix} (visual only)": lambda c, x: st(x, None, c.cond_frame),
            f"{prefix}, wrong scene": lambda c, x: st(x, c.wrong_wav, c.wrong_frame),
            f"{prefix}, no condition": lambda c, x: st(x, None, None)}
+    from avsoundscape.render import RENDERS
+
+    for r in RENDERS:  # the other renders of the same model: the paper's path end to end, the waveform ones
+        if r != stylizer.config.get("render", "latent"):
+            out[f"{prefix} (audio-visual), {r} render"] = functools.partial(lambda c, x, r: st(x, c.cond_wav, c.cond_frame, render=r), r=r)
     for g in guidances:
         out[f"{prefix} (audio-visual), guidance {g:g}"] = functools.partial(lambda c, x, g: st(x, c.cond_wav, c.cond_frame, guidance=g), g=g)
     return out

@@ -23,9 +23,9 @@ from .train import Trainer, TrainConfig
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ENCODER_ROOM', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs', 'cached_latents',
-           'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm', 'train_encoders',
-           'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
+__all__ = ['log', 'RUNTIME_KEYS', 'ENCODER_ROOM', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs',
+           'cached_latents', 'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm',
+           'train_encoders', 'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -119,14 +119,17 @@ class LatentPairs(torch.utils.data.Dataset):
         return item
 
 # %% ../nbs/09a_stages.ipynb #fc724635
+RUNTIME_KEYS = ("threads",)  # read by the pipeline notebooks (torch threads), not by training
+
+
 def stage_config(params: dict, group: str, extras: dict | None = None) -> tuple[TrainConfig, dict]:
-    "The `TrainConfig` of params group `group`, and its stage `extras` (defaults filled in, nested ones too); unknown keys are errors."
+    "The `TrainConfig` of params group `group`, and its stage `extras` (defaults filled in, nested ones too); unknown keys are errors (`RUNTIME_KEYS` aside)."
     extras = extras or {}
     what = "TrainConfig fields" + (f" and {', '.join(extras)}" if extras else "")
     if not isinstance(params.get(group), dict):
         raise AvsError(f"params: no {group!r} group (it takes {what})")
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(params[group].keys() - known - extras.keys())
+    unknown = sorted(params[group].keys() - known - extras.keys() - set(RUNTIME_KEYS))
     if unknown:
         raise AvsError(f"params group {group!r}: unknown key(s) {', '.join(unknown)} (it takes {what})")
     g = params[group]

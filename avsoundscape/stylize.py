@@ -161,19 +161,48 @@ class Stylizer:
     def window(self) -> int:
         return int(round(self.config["window_seconds"] * SAMPLE_RATE))
 
+    def _crops(self, scene_audio) -> torch.Tensor:
+        "The condition audio as up to 8 crops of `cond_seconds` (half-overlapping, spread over it; looped if shorter)."
+        wav = _as_wave(scene_audio, "scene audio").to(self.device)
+        L = int(round(self.config["cond_seconds"] * SAMPLE_RATE))
+        if len(wav) < L:
+            wav = wav.repeat(math.ceil(L / len(wav)))[:L]
+        k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
+        return torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
+
+    @torch.inference_mode()
+    def read_room(self, scene_audio) -> float | None:
+        "The RT60 (s) the audio encoder's room reader hears in the scene audio (mean log over its crops); None without a reader."
+        if self.audio_encoder.room_reader is None:
+            return None
+        with self._autocast():
+            room = self.audio_encoder(self._crops(scene_audio)).room
+        return float(room.float().mean().exp())
+
+    def renderer(self, scene_audio, seed: int | None, render: str | None = None):
+        "The waveform renderer of a call (`render`, else the config's; see `render.RENDERS`), or None for the latent path (or when the scene gives no room to read)."
+        from avsoundscape.render import RENDERS, WaveformRender, background_power
+
+        render = render or self.config.get("render", "latent")
+        if render not in RENDERS:
+            raise AvsError(f"render {render!r}: use one of {', '.join(RENDERS)}")
+        if render == "latent":
+            return None
+        rt60 = self.read_room(scene_audio) if scene_audio is not None else None
+        if rt60 is None:
+            log.info("stylize: %s: the latent path renders this call", "no scene audio to read a room from" if scene_audio is None
+                     else "this model has no room reader")
+            return None
+        return WaveformRender(rt60, background_power(_as_wave(scene_audio, "scene audio").cpu()),
+                              "model" if render == "waveform-model" else "measured", seed=seed or 0)
+
     @torch.inference_mode()
     def encode_condition(self, scene_audio=None, scene_image=None) -> tuple[torch.Tensor, torch.Tensor]:
         "Condition tokens (1, N, d) and global vector (1, d) for a scene; a missing modality gets its null tokens."
         audio = image = None
         if scene_audio is not None:
-            wav = _as_wave(scene_audio, "scene audio").to(self.device)
-            L = int(round(self.config["cond_seconds"] * SAMPLE_RATE))
-            if len(wav) < L:
-                wav = wav.repeat(math.ceil(L / len(wav)))[:L]
-            k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
-            crops = torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
             with self._autocast():
-                out = self.audio_encoder(crops)
+                out = self.audio_encoder(self._crops(scene_audio))
             audio = tuple(x.float().mean(0, keepdim=True) for x in out.pair)  # tokens, pooled (and room) over the crops
         if scene_image is not None:
             img = _as_image(scene_image, "scene image").to(self.device)[None]
@@ -186,7 +215,7 @@ class Stylizer:
     @torch.inference_mode()
     def stream(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
                guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-               progress: bool = False):
+               progress: bool = False, render: str | None = None):
         "Yield the stylized speech in order, one batch of windows at a time: memory stays flat for any input length."
         from tqdm.auto import tqdm
 
@@ -197,10 +226,15 @@ class Stylizer:
         O = int(W * c["overlap"])
         starts = window_starts(n, W, O)
         padded = torch.nn.functional.pad(x, (0, starts[-1] + W - n))
+        wave = self.renderer(scene_audio, seed, render)
+        if wave is not None and wave.ambience == "measured":  # the room and the measured ambience: no sampling at all
+            for a in range(0, n, B * (W - O)):
+                yield wave.push(x[a: a + B * (W - O)])
+            return
         tokens, pooled = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
         null_tok, null_pool = self.denoiser.condition(batch=1)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        join = OverlapAdd(W, O, len(starts), n)
+        join, at = OverlapAdd(W, O, len(starts), n), 0
         for i, b in enumerate(tqdm(range(0, len(starts), B), desc="stylize", unit="batch", disable=not progress)):
             windows = torch.stack([padded[s:s + W] for s in starts[b:b + B]]).to(self.device)
             with contextlib.ExitStack() as stack:
@@ -208,23 +242,34 @@ class Stylizer:
                     stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
                     torch.manual_seed(seed + 1_000_003 * i)
                 out = self._windows(windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen)
-            yield join.push(out).cpu()
+                block = join.push(out).cpu()
+                if wave is not None:
+                    block = wave.push(x[at: at + len(block)], block)
+                at += len(block)
+            yield block
 
     def stylize(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
                 guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-                progress: bool = False) -> torch.Tensor:
-        "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input."
-        return torch.cat(list(self.stream(speech, scene_audio, scene_image, steps, guidance, sampler, seed, progress)))
+                progress: bool = False, render: str | None = None) -> torch.Tensor:
+        "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input, never beyond full scale."
+        from avsoundscape.audio import PEAK_LIMIT
+
+        out = torch.cat(list(self.stream(speech, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render)))
+        peak = float(out.abs().max()) if len(out) else 0.0
+        if peak > 1.0:  # one gain for the whole output: its level drops, its shape stays, nothing is clipped
+            log.info("stylize: output peak %.2f: scaled by %.1f dB to stay within full scale", peak, 20 * math.log10(PEAK_LIMIT / peak))
+            out = out * (PEAK_LIMIT / peak)
+        return out
 
     def stylize_file(self, speech, output: str | os.PathLike, scene_audio=None, scene_image=None, steps: int | None = None,
                      guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-                     progress: bool = False) -> dict:
-        "Stylize `speech` (a waveform or an audio file) into `output` (16-bit; WAV, FLAC ... by its suffix), batch by batch: the output is never held whole."
+                     progress: bool = False, render: str | None = None) -> dict:
+        "Stylize `speech` (a waveform or an audio file) into `output` (16-bit; WAV, FLAC ... by its suffix), batch by batch: the output is never held whole, and one gain at the end keeps it within full scale."
         from avsoundscape.audio import audio_writer, load_audio
 
         x = load_audio(speech) if isinstance(speech, (str, os.PathLike)) else speech
-        with audio_writer(output) as write:
-            for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress):
+        with audio_writer(output, peak="scale") as write:
+            for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render):
                 write(block)
         s = write.stats
         return {"path": str(output), "seconds": s["samples"] / SAMPLE_RATE, **s}
@@ -295,6 +340,10 @@ def load_scene(scene=None, scene_audio=None, scene_image=None, fps_time: float |
             image = read_frames_at(scene, [fps_time if fps_time is not None else info.duration / 2])[0]
         if audio is None and image is None:
             raise AvsError(f"{scene}: has neither an audio nor a video stream")
+        if audio is None and scene_audio is None:
+            log.warning("%s: no audio track; the scene is read from its picture alone", scene)
+        if image is None and scene_image is None:
+            log.warning("%s: no video stream; the scene is read from its audio alone", scene)
     if scene_audio is not None:
         audio = load_audio(scene_audio)
     if scene_image is not None:

@@ -16,13 +16,14 @@ from scipy.signal import fftconvolve
 from .audio import SAMPLE_RATE, LogMel, load_audio
 from .core import AvsError, get_logger
 from .synthscapes import load_metas
+from .vad import background_frames  # (the frames between words; testset.background_frames as before)
 from .video import read_frames_at, read_video_audio
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SCORES', 'TestCase', 'speech_mask', 'active_rms', 'background_frames', 'speech_starts', 'free_start',
-           'condition_start', 'build_cases', 'target_decay_rt60', 'score_output', 'mean_ci', 'paired_gap']
+__all__ = ['log', 'SCORES', 'TestCase', 'speech_mask', 'active_rms', 'speech_starts', 'free_start', 'condition_start',
+           'build_cases', 'target_decay_rt60', 'score_output', 'mean_ci', 'paired_gap']
 
 # %% ../nbs/10b_testset.ipynb #042d53b2
 @dataclass
@@ -59,12 +60,6 @@ def speech_mask(segments: list[dict], start: float, n: int, sr: int = SAMPLE_RAT
 def active_rms(x: np.ndarray, mask: np.ndarray) -> float:
     "RMS of `x` over the samples where `mask` is True."
     return float(np.sqrt(np.mean(np.asarray(x, np.float64)[mask] ** 2))) if mask.any() else 0.0
-
-
-def background_frames(mask: np.ndarray, hop: int = 160) -> torch.Tensor:
-    "Log-mel frames (AudioLDM framing, len(mask) // hop) that hold no sample of `mask`."
-    n = len(mask) // hop
-    return torch.from_numpy(~mask[: n * hop].reshape(n, hop).any(1))
 
 # %% ../nbs/10b_testset.ipynb #5a1c8acf
 def speech_starts(segments: list[dict], duration: float, seconds: float, lo: float = 0.4, hi: float = 0.85,

@@ -14,7 +14,7 @@ import torch
 from .audio import SAMPLE_RATE
 
 # %% auto #0
-__all__ = ['speech_segments', 'speech_mask']
+__all__ = ['speech_segments', 'speech_mask', 'background_frames']
 
 # %% ../nbs/04a_vad.ipynb #7d146806
 @functools.lru_cache(maxsize=1)
@@ -43,3 +43,9 @@ def speech_mask(wav: torch.Tensor, **kwargs) -> np.ndarray:
     for a, b in speech_segments(wav, **kwargs):
         mask[a:b] = True
     return mask
+
+
+def background_frames(mask: np.ndarray, hop: int = 160) -> torch.Tensor:
+    "Log-mel frames (AudioLDM framing, len(mask) // hop) that hold no sample of `mask`."
+    n = len(mask) // hop
+    return torch.from_numpy(~mask[: n * hop].reshape(n, hop).any(1))

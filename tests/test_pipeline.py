@@ -52,6 +52,28 @@ def test_dvc_repro_smoke(tiny_run):
     assert "changed" not in r.stdout, r.stdout
 
 
+def test_realdev_and_real_material_in_the_smoke_run(tiny_run):
+    import json
+
+    proj, _ = tiny_run
+    rd = json.loads((proj / "results" / "realdev" / "metrics.json").read_text())
+    assert set(rd["tracks"]) == {"scenes", "rooms"} and rd["speakers"] and rd["material_files"] >= 4
+    for track, m in rd["tracks"].items():
+        methods = {k.split(" / ", 1)[1] for k in m["methods"]}
+        assert {"identity", "separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)",
+                "oracle (true target)"} <= methods, methods
+        assert m["methods"][f"{track} / oracle (true target)"]["logmel_l1_db"] == 0.0
+        assert rd["rt60_measure"][track]["decay_abs_error_on_true_targets_s"]["mean"] >= 0
+    manifest = json.loads((proj / "results" / "realdev" / "manifest.json").read_text())
+    assert all(f["pool"] == "realdev" and f["licence"] and len(f["sha256"]) == 64 for f in manifest["files"])
+    assert "ours (audio-visual) − DSP matching" in (proj / "results" / "realdev" / "paired.md").read_text()
+    synth = json.loads((proj / "results" / "synth" / "summary.json").read_text())
+    kinds = synth["material"]["all"]
+    assert abs(sum(kinds["voices"].values()) - 1) < 0.01 and set(kinds["pictures"]) == {"recorded", "procedural"}
+    prep = json.loads((proj / "results" / "prepare" / "summary.json").read_text())
+    assert {"none", "gated", "deepfilternet"} <= set(prep["enhancers_compared"])
+
+
 def test_report_opens_in_headless_chromium(tiny_run):
     proj, _ = tiny_run
     page = proj / "results" / "report" / "index.html"
