@@ -235,7 +235,8 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
     "Every method on every case (clean input; `enhanced_methods` also on the enhanced input): rows, summary lines, criterion."
     methods = {**baseline_methods(estimator, enhancer), **model_methods(stylizer, "ours", guidances, seed)}
     if regressor is not None:
-        methods["regressor (audio-visual)"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed)
+        # the ablation of diffusion on the path where the network makes the output (the waveform render needs no sampling)
+        methods["regressor (audio-visual), latent render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
     embed = embedder(stylizer.audio_encoder, stylizer.config["cond_seconds"])
     rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress)
     if all(c.enhanced is not None for c in cases):
