@@ -16,20 +16,11 @@ SYNTH = Path("results/synth/synthscapes")
 KEYS = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db", "stoi")
 
 
-def render(case, rt60: float, drr_db: float, power: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    "DSP matching's recipe with the readings given: the input through `decay_rir(rt60, drr_db)`, plus noise of mel power `power`."
-    from avsoundscape.augment import decay_rir
-    from avsoundscape.render import StreamingRoom, band_noise
-
-    rng = np.random.default_rng(seed)
-    wet = StreamingRoom(decay_rir(float(rt60), float(drr_db), rng)).push(case.input)
-    return wet + band_noise(power, len(wet), rng)
-
-
 def main() -> dict:
     from avsoundscape.audio import LogMel, load_audio
     from avsoundscape.evaluate import stoi_pesq
-    from avsoundscape.render import background_power
+    from avsoundscape.baselines import dsp_match
+    from avsoundscape.render import WaveformRender, background_power
     from avsoundscape.rt60 import load_rt60
     from avsoundscape.synthscapes import load_metas
     from avsoundscape.testset import build_cases, mean_ci, score_output
@@ -38,10 +29,19 @@ def main() -> dict:
     metas, lm = {m["video_id"]: m for m in load_metas(SYNTH)}, LogMel()
     cases = build_cases(SYNTH, "test", per_video=4, seconds=4.0, cond_seconds=2.56, seed=0)
     est = load_rt60("results/rt60/model")
-    true_power = lambda c: (torch.exp(lm(load_audio(SYNTH / metas[c.scene_video]["truth"]["ambient"], allow_silent=True))) ** 2).mean(-1)
+    powers = {}  # the true ambience power of each scene, read once
+
+    def true_power(c):
+        if c.scene_video not in powers:
+            amb = load_audio(SYNTH / metas[c.scene_video]["truth"]["ambient"], allow_silent=True)
+            powers[c.scene_video] = (torch.exp(lm(amb)) ** 2).mean(-1)
+        return powers[c.scene_video]
+
+    # DSP matching's recipe with the readings given (the waveform renderer with the measured-ambience path)
+    render = lambda c, rt60, drr_db, power: WaveformRender(rt60, power, "measured", drr_db, seed=0).push(c.input)
     drr = lambda c: metas[c.scene_video]["drr_db"]
     blind = lambda c: float(est.estimate(c.cond_wav))
-    methods = {"DSP matching (blind RT60, DRR 0 dB, measured background)": lambda c: render(c, blind(c), 0.0, background_power(c.cond_wav)),
+    methods = {"DSP matching (blind RT60, DRR 0 dB, measured background)": lambda c: dsp_match(c.input, c.cond_wav, est),
                "true RT60": lambda c: render(c, c.rt60, 0.0, background_power(c.cond_wav)),
                "true RT60 + true DRR": lambda c: render(c, c.rt60, drr(c), background_power(c.cond_wav)),
                "true ambience power": lambda c: render(c, blind(c), 0.0, true_power(c)),
