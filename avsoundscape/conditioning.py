@@ -25,6 +25,7 @@ from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, check_waveform
 from .codec import normalize_mel
+from .background import BackgroundReader
 from .room import RT60Estimator, rt60_features
 from .core import (AvsError, get_logger, load_module_weights, merge_params, read_module_config, resolve_device,
                                save_module)
@@ -73,6 +74,8 @@ class Conditioner(nn.Module):
         self.token_pos = nn.Parameter(torch.randn(self.n_tokens, self.d_model) * 0.02)  # tells tokens apart
         # audio encoders may carry a room reader: trained by simulation (stage `encoders`), frozen ever after
         self.room_reader = freeze(RT60Estimator()) if config.get("room") else None
+        # ... and a background reader (`background.BackgroundReader`), trained and frozen the same way
+        self.background_reader = freeze(BackgroundReader()) if config.get("background") else None
 
     @property
     def config(self) -> dict:
@@ -89,7 +92,8 @@ class Conditioner(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        frozen = ([] if self.trainable else self.backbone_modules()) + ([self.room_reader] if self.room_reader else [])
+        readers = [m for m in (self.room_reader, self.background_reader) if m is not None]
+        frozen = ([] if self.trainable else self.backbone_modules()) + readers
         for m in frozen:
             m.eval()
         return self
@@ -438,9 +442,10 @@ class ClipImageEncoder(Conditioner):
 # %% ../nbs/06_conditioning.ipynb #4294f3d7
 CONDITIONER_DEFAULTS = {
     "conv_audio": {"d_model": 128, "n_tokens": 4, "channels": [16, 32, 64, 128], "offset_db": 40.0,
-                   "scale_db": 60.0, "trainable": True, "room": False},
+                   "scale_db": 60.0, "trainable": True, "room": False, "background": False},
     "clap": {"d_model": 128, "n_tokens": 4, "model": "HTSAT-tiny", "audio_cfg": {}, "htsat": None, "joint_dim": 512,
-             "mlp_act": "relu", "sample_rate": SAMPLE_RATE, "spec_augment": True, "trainable": False, "room": False},
+             "mlp_act": "relu", "sample_rate": SAMPLE_RATE, "spec_augment": True, "trainable": False, "room": False,
+             "background": False},
     "conv_image": {"d_model": 128, "n_tokens": 4, "image_size": 64, "channels": [32, 64, 96, 128], "resize": "crop",
                    "trainable": True},
     "clip": {"d_model": 128, "n_tokens": 4, "model": "ViT-B-32", "vision_cfg": {}, "embed_dim": None,

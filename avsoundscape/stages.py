@@ -23,9 +23,9 @@ from .train import Trainer, TrainConfig
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUNTIME_KEYS', 'ENCODER_ROOM', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS', 'load_pairs',
-           'cached_latents', 'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel', 'train_ldm',
-           'train_encoders', 'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
+__all__ = ['log', 'RUNTIME_KEYS', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS',
+           'load_pairs', 'cached_latents', 'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel',
+           'train_ldm', 'train_encoders', 'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -210,21 +210,23 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
 
 # %% ../nbs/09a_stages.ipynb #04e1dec7
 ENCODER_ROOM = {"examples": 3000, "steps": 800}  # the room reader's simulated examples and training steps
+ENCODER_BACKGROUND = {"examples": 4000, "steps": 1000}  # the background reader's
 
 
 def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
                    progress: bool = True) -> Path:
-    "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room reader (if any) by simulation; returns their folder."
+    "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room and background readers (if any) by simulation; returns their folder."
     from avsoundscape.conditioning import build_conditioner, save_conditioner
     from avsoundscape.contrastive import AVContrastive
+    from avsoundscape.background import noise_stretches, simulate_backgrounds, train_background
     from avsoundscape.room import simulate_rooms, train_rt60
 
     out_dir = Path(out_dir)
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
-    reader = model.audio.room_reader
-    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if reader is not None else ())
+    reader, bg_reader = model.audio.room_reader, model.audio.background_reader
+    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if reader is not None or bg_reader is not None else ())
     data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
-    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM})
+    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND})
     trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
     if reader is not None:  # the pairs' own enhanced speech through statistical rooms: labels known by construction
@@ -233,6 +235,13 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
         fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
                             progress=progress)
         best.audio.room_reader.load_state_dict(fitted.state_dict())
+    if bg_reader is not None:  # the same speech over the recordings' own non-speech stretches: the noise is known by construction
+        bg = extras["background"]
+        beds = noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]])
+        mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed)
+        fitted = train_background(mel_db, label_db, out_dir / "background", steps=bg["steps"], seed=cfg.seed,
+                                  resume=resume, progress=progress)
+        best.audio.background_reader.load_state_dict(fitted.state_dict())
     if trainer.acc.is_main_process:
         save_conditioner(best.audio, out_dir / "model" / "audio_encoder")
         save_conditioner(best.image, out_dir / "model" / "image_encoder")

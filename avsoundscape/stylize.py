@@ -179,9 +179,18 @@ class Stylizer:
             room = self.audio_encoder(self._crops(scene_audio)).room
         return float(room.float().mean().exp())
 
+    @torch.inference_mode()
+    def read_background(self, scene_audio) -> torch.Tensor:
+        "The scene audio's background mel power (64,): the audio encoder's background reader if it has one, else the measured one (`render.background_power`)."
+        from avsoundscape.render import background_power
+
+        wav = _as_wave(scene_audio, "scene audio").cpu()
+        reader = self.audio_encoder.background_reader
+        return background_power(wav) if reader is None else reader.estimate(wav)
+
     def renderer(self, scene_audio, seed: int | None, render: str | None = None):
         "The waveform renderer of a call (`render`, else the config's; see `render.RENDERS`), or None for the latent path (or when the scene gives no room to read)."
-        from avsoundscape.render import RENDERS, WaveformRender, background_power
+        from avsoundscape.render import RENDERS, WaveformRender
 
         render = render or self.config.get("render", "latent")
         if render not in RENDERS:
@@ -193,7 +202,7 @@ class Stylizer:
             log.info("stylize: %s: the latent path renders this call", "no scene audio to read a room from" if scene_audio is None
                      else "this model has no room reader")
             return None
-        return WaveformRender(rt60, background_power(_as_wave(scene_audio, "scene audio").cpu()),
+        return WaveformRender(rt60, self.read_background(scene_audio),
                               "model" if render == "waveform-model" else "measured", seed=seed or 0)
 
     @torch.inference_mode()
