@@ -16,7 +16,7 @@ from torch import nn
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .augment import draw_room
 from .core import AvsError
-from .room import coloured_noise
+from .room import coloured_noise, join_stretches, usable_beds
 
 # %% auto #0
 __all__ = ['QUANTILES', 'REF', 'BackgroundReader', 'noise_stretches', 'synthetic_noise', 'simulate_backgrounds',
@@ -77,17 +77,6 @@ def noise_stretches(clips: torch.Tensor, video_ids: list[str], pad: float = 0.05
     return dict(out)
 
 
-def _bed(stretches: list[np.ndarray], n: int, rng: np.random.Generator, fade: int = 80) -> np.ndarray:
-    "`n` samples of one video's stretches joined in a random order, each faded in and out."
-    parts, total, ramp = [], 0, np.linspace(0.0, 1.0, fade)
-    while total < n:
-        s = stretches[int(rng.integers(len(stretches)))].copy()
-        m = min(fade, len(s) // 2)
-        s[:m] *= ramp[:m]; s[len(s) - m:] *= ramp[:m][::-1]
-        parts.append(s); total += len(s)
-    return np.concatenate(parts)[:n]
-
-
 def synthetic_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     "Coloured noise (`room.coloured_noise`) with a slow level drift and a few decaying coloured bursts."
     x = coloured_noise(n, rng) * 10 ** (np.interp(np.arange(n), np.linspace(0, n, 8), rng.uniform(-6, 6, 8) * rng.uniform()) / 20)
@@ -103,7 +92,7 @@ def simulate_backgrounds(speech: torch.Tensor, stretches: dict[str, list[np.ndar
                          seed: int = 0, snr_range=(-5.0, 30.0), p_synthetic: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` examples: (mel dB (n, 64, frames) of room speech + noise, the noise's mean mel power (n, 64) in dB)."
     x = torch.as_tensor(speech, dtype=torch.float64).numpy()
-    beds = [v for v in stretches.values() if v and sum(len(s) for s in v) >= SAMPLE_RATE // 4]
+    beds = usable_beds(stretches)
     if x.ndim != 2 or len(x) == 0:
         raise AvsError(f"background simulation needs speech clips (N, samples), got {tuple(x.shape)}")
     if not beds and p_synthetic < 1:
@@ -113,7 +102,7 @@ def simulate_backgrounds(speech: torch.Tensor, stretches: dict[str, list[np.ndar
     for _ in range(n):
         dry = np.concatenate([x[int(rng.integers(len(x)))] for _ in range(-(-L // x.shape[1]))])[:L]
         wet = fftconvolve(dry, draw_room(rng)[0])[:L]
-        noise = synthetic_noise(L, rng) if not beds or rng.random() < p_synthetic else _bed(beds[int(rng.integers(len(beds)))], L, rng)
+        noise = synthetic_noise(L, rng) if not beds or rng.random() < p_synthetic else join_stretches(beds[int(rng.integers(len(beds)))], L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))
         g = 10 ** (rng.uniform(-30, 0) / 20) / max(np.abs(wet + noise).max(), 1e-9)  # any level, never clipped
         mixes.append(torch.from_numpy(((wet + noise) * g).astype(np.float32)))

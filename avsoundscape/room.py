@@ -17,7 +17,8 @@ from .augment import draw_room
 from .core import AvsError
 
 # %% auto #0
-__all__ = ['FLOOR_DB', 'rt60_features', 'RT60Estimator', 'train_rt60', 'coloured_noise', 'simulate_rooms']
+__all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'rt60_features', 'RT60Estimator', 'train_rt60', 'coloured_noise', 'join_stretches',
+           'usable_beds', 'simulate_rooms', 'dry_speech']
 
 # %% ../nbs/05c_room.ipynb #ccbbca54
 FLOOR_DB = 80.0
@@ -79,6 +80,9 @@ def train_rt60(feats: torch.Tensor, log_rt60: torch.Tensor, out_dir: str | os.Pa
     return Trainer(RT60Estimator(**model_kw), data, loss, cfg, out_dir).fit(resume=resume, progress=progress).ema_model()
 
 # %% ../nbs/05c_room.ipynb #a10f3376
+ROOM_SECONDS = 2.56  # the room reader's clip: long enough for a 2.5 s tail to show between words
+
+
 def coloured_noise(n: int, rng: np.random.Generator, knots: int = 8, depth_db: float = 30.0) -> np.ndarray:
     "Gaussian noise of `n` samples with a random smooth spectrum (`knots` levels over log frequency, `depth_db` deep), slowly modulated."
     f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
@@ -87,22 +91,58 @@ def coloured_noise(n: int, rng: np.random.Generator, knots: int = 8, depth_db: f
     return x * (1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * np.arange(n) / SAMPLE_RATE + rng.uniform(0, 2 * np.pi)))
 
 
+def join_stretches(stretches: list[np.ndarray], n: int, rng: np.random.Generator, fade: int = 80) -> np.ndarray:
+    "`n` samples of one recording's noise stretches joined in a random order, each faded in and out."
+    parts, total, ramp = [], 0, np.linspace(0.0, 1.0, fade)
+    while total < n:
+        s = stretches[int(rng.integers(len(stretches)))].copy()
+        m = min(fade, len(s) // 2)
+        s[:m] *= ramp[:m]; s[len(s) - m:] *= ramp[:m][::-1]
+        parts.append(s); total += len(s)
+    return np.concatenate(parts)[:n]
+
+
+def usable_beds(stretches: dict[str, list[np.ndarray]] | None) -> list[list[np.ndarray]]:
+    "The recordings of `stretches` (by video) with at least 0.25 s of noise to take."
+    return [v for v in (stretches or {}).values() if v and sum(len(s) for s in v) >= SAMPLE_RATE // 4]
+
+
 def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1, 2.5), drr_range=(-6.0, 12.0),
-                   snr_range=(0.0, 30.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    "`n` examples from speech clips (N, samples): (features (n, 64, frames), log RT60 (n,)) of statistical rooms plus coloured noise."
+                   snr_range=(0.0, 30.0), seconds: float | None = None, beds: dict | None = None,
+                   p_bed: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` examples from speech clips (N, samples) joined to `seconds` (default: the clips' length): (features (n, 64, frames), log RT60 (n,)) of statistical rooms plus noise: with probability `p_bed` a recording's own non-speech stretches (`beds`, by video, as `background.noise_stretches` cuts them), else coloured noise."
     from avsoundscape.scenes import rt60_of
 
     x = torch.as_tensor(speech, dtype=torch.float64).numpy()
     if x.ndim != 2 or len(x) == 0 or x.shape[1] < SAMPLE_RATE // 2:
         raise AvsError(f"room simulation needs speech clips (N, samples) of at least 0.5 s, got {tuple(x.shape)}")
-    rng, L = np.random.default_rng(seed), x.shape[1]
+    rng, L, beds = np.random.default_rng(seed), x.shape[1] if seconds is None else int(round(seconds * SAMPLE_RATE)), usable_beds(beds)
     wavs, labels = [], []
     for _ in range(n):
-        dry = x[int(rng.integers(len(x)))]
+        dry = np.concatenate([x[int(rng.integers(len(x)))] for _ in range(-(-L // x.shape[1]))])[:L]
         h, _ = draw_room(rng, rt60_range, drr_range)
         wet = fftconvolve(dry, h)[:L]
-        noise = coloured_noise(L, rng)
+        noise = join_stretches(beds[int(rng.integers(len(beds)))], L, rng) if beds and rng.random() < p_bed else coloured_noise(L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))
         wavs.append(torch.from_numpy((wet + noise).astype(np.float32)))
         labels.append(np.log(rt60_of(h)))
     return rt60_features(torch.stack(wavs)), torch.tensor(labels, dtype=torch.float32)
+
+# %% ../nbs/05c_room.ipynb #f8291e72
+def dry_speech(seconds: float = 240.0, seed: int = 0, split: str = "train", clip_seconds: float = ROOM_SECONDS,
+               min_speech: float = 0.4) -> torch.Tensor:
+    "About `seconds` of anechoic speech (clips (N, samples) of `clip_seconds`, each at least `min_speech` spoken) from the voices of `split`'s pool."
+    from avsoundscape.voices import draw_speakers, speech_track
+
+    rng, L, clips = np.random.default_rng(seed), int(round(clip_seconds * SAMPLE_RATE)), []
+    for _ in range(1000):
+        if len(clips) * clip_seconds >= seconds:
+            break
+        x, segs = speech_track(rng, split, 20.0, draw_speakers(rng, split))
+        spoken = np.zeros(len(x), bool)
+        for s in segs:
+            spoken[int(s["start"] * SAMPLE_RATE): int(s["end"] * SAMPLE_RATE)] = True
+        clips += [torch.from_numpy(x[a:a + L].copy()) for a in range(0, len(x) - L + 1, L) if spoken[a:a + L].mean() >= min_speech]
+    if not clips:
+        raise AvsError(f"dry speech: the voices of {split!r} gave no clip of {clip_seconds} s with {min_speech:.0%} speech")
+    return torch.stack(clips)

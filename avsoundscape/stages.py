@@ -209,7 +209,7 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     return out_dir / "model"
 
 # %% ../nbs/09a_stages.ipynb #04e1dec7
-ENCODER_ROOM = {"examples": 3000, "steps": 800}  # the room reader's simulated examples and training steps
+ENCODER_ROOM = {"examples": 3000, "steps": 800, "speech_seconds": 600.0}  # the room reader's simulated examples, training steps, dry speech
 ENCODER_BACKGROUND = {"examples": 4000, "steps": 1000}  # the background reader's
 
 
@@ -219,25 +219,27 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     from avsoundscape.conditioning import build_conditioner, save_conditioner
     from avsoundscape.contrastive import AVContrastive
     from avsoundscape.background import noise_stretches, simulate_backgrounds, train_background
-    from avsoundscape.room import simulate_rooms, train_rt60
+    from avsoundscape.room import ROOM_SECONDS, dry_speech, simulate_rooms, train_rt60
 
     out_dir = Path(out_dir)
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
     reader, bg_reader = model.audio.room_reader, model.audio.background_reader
-    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if reader is not None or bg_reader is not None else ())
+    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if bg_reader is not None else ())
     data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
     cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND})
     trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
-    if reader is not None:  # the pairs' own enhanced speech through statistical rooms: labels known by construction
+    beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]])
+            if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
+    if reader is not None:  # dry voices through statistical rooms over that noise: labels known by construction
         room = extras["room"]
-        feats, log_rt60 = simulate_rooms(pairs["input_wav"], room["examples"], seed=cfg.seed)
+        feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed), room["examples"], seed=cfg.seed,
+                                         snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds)
         fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
                             progress=progress)
         best.audio.room_reader.load_state_dict(fitted.state_dict())
     if bg_reader is not None:  # the same speech over the recordings' own non-speech stretches: the noise is known by construction
         bg = extras["background"]
-        beds = noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]])
         mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed)
         fitted = train_background(mel_db, label_db, out_dir / "background", steps=bg["steps"], seed=cfg.seed,
                                   resume=resume, progress=progress)

@@ -161,10 +161,10 @@ class Stylizer:
     def window(self) -> int:
         return int(round(self.config["window_seconds"] * SAMPLE_RATE))
 
-    def _crops(self, scene_audio) -> torch.Tensor:
-        "The condition audio as up to 8 crops of `cond_seconds` (half-overlapping, spread over it; looped if shorter)."
+    def _crops(self, scene_audio, seconds: float | None = None) -> torch.Tensor:
+        "The condition audio as up to 8 crops of `seconds` (default `cond_seconds`; half-overlapping, spread over it; looped if shorter)."
         wav = _as_wave(scene_audio, "scene audio").to(self.device)
-        L = int(round(self.config["cond_seconds"] * SAMPLE_RATE))
+        L = int(round((seconds or self.config["cond_seconds"]) * SAMPLE_RATE))
         if len(wav) < L:
             wav = wav.repeat(math.ceil(L / len(wav)))[:L]
         k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
@@ -172,12 +172,15 @@ class Stylizer:
 
     @torch.inference_mode()
     def read_room(self, scene_audio) -> float | None:
-        "The RT60 (s) the audio encoder's room reader hears in the scene audio (mean log over its crops); None without a reader."
-        if self.audio_encoder.room_reader is None:
+        "The RT60 (s) the audio encoder's room reader hears in the scene audio: the mean log over crops of `room.ROOM_SECONDS`, the length it learned on (a shorter scene: read whole); None without a reader."
+        from avsoundscape.room import ROOM_SECONDS
+
+        reader = self.audio_encoder.room_reader
+        if reader is None:
             return None
-        with self._autocast():
-            room = self.audio_encoder(self._crops(scene_audio)).room
-        return float(room.float().mean().exp())
+        wav = _as_wave(scene_audio, "scene audio").to(self.device)
+        crops = wav[None] if len(wav) < ROOM_SECONDS * SAMPLE_RATE else self._crops(wav, ROOM_SECONDS)
+        return float(reader.estimate(crops).float().log().mean().exp())
 
     @torch.inference_mode()
     def read_background(self, scene_audio) -> torch.Tensor:
