@@ -16,7 +16,7 @@ from torch import nn
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .augment import draw_room
 from .core import AvsError
-from .room import coloured_noise, join_stretches, usable_beds
+from .room import coloured_noise, fit_simulated, join_stretches, usable_beds
 
 # %% auto #0
 __all__ = ['QUANTILES', 'REF', 'BackgroundReader', 'noise_stretches', 'synthetic_noise', 'simulate_backgrounds',
@@ -116,12 +116,6 @@ def simulate_backgrounds(speech: torch.Tensor, stretches: dict[str, list[np.ndar
 def train_background(mel_db: torch.Tensor, label_db: torch.Tensor, out_dir: str | os.PathLike, steps: int = 1000,
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0, resume: bool = False, progress: bool = True,
                      **model_kw) -> BackgroundReader:
-    "Fit a `BackgroundReader` on simulated examples (L1 in dB); returns it with its EMA weights."
-    from avsoundscape.train import Trainer, TrainConfig
-
-    torch.manual_seed(seed)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(50, steps), ema_decay=0.99,
-                      ckpt_every=max(steps // 3, 1), seed=seed)
-    data = torch.utils.data.TensorDataset(mel_db, label_db)
-    loss = lambda m, b: (m(b[0]) - b[1]).abs().mean()
-    return Trainer(BackgroundReader(**model_kw), data, loss, cfg, out_dir).fit(resume=resume, progress=progress).ema_model()
+    "Fit a `BackgroundReader` on simulated examples (L1 in dB, `room.fit_simulated`); returns it with its EMA weights."
+    return fit_simulated(lambda: BackgroundReader(**model_kw), mel_db, label_db, out_dir, steps, batch_size, lr, seed,
+                         resume, progress)
