@@ -72,7 +72,9 @@ lib:
 	@"$(BIN)/pip" install -q --no-input --no-deps --no-build-isolation -e . >/dev/null
 
 # README.md is generated from nbs/index.ipynb (quarto, which nbdev_readme needs, is not installable here).
+# With the main job's results (results/figures/results.md), their section of nbs/index.ipynb is rewritten first.
 readme:
+	@if [ -f results/figures/results.md ]; then "$(BIN)/python" tools/sections.py results results/figures/results.md nbs/index.ipynb; fi
 	"$(BIN)/jupyter" nbconvert --log-level WARN --to markdown --output-dir . --output README nbs/index.ipynb
 
 # Benchmarks (bench/): speed against a diffusers-style loop, sampler steps, throughput, memory; about 10 minutes on

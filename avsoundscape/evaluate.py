@@ -21,9 +21,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Method', 'COLUMNS', 'PAIRED_KEYS', 'BASELINES', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods',
-           'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows', 'write_table',
-           'paired_differences', 'paired_table', 'learned_criterion', 'run_protocol', 'metrics_record',
-           'rt60_measure_record']
+           'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows',
+           'markdown_table', 'write_table', 'paired_differences', 'paired_table', 'ablation_differences',
+           'learned_criterion', 'run_protocol', 'metrics_record', 'rt60_measure_record']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
@@ -156,6 +156,13 @@ def table_rows(lines: list[dict]) -> list[dict]:
     return [{"input": l["input"], "method": l["method"], **{COLUMNS[k]: fmt(l[k]) for k in COLUMNS if k in l}} for l in lines]
 
 
+def markdown_table(rows: list[dict]) -> str:
+    "Printable rows (`table_rows`) as a markdown table, the first row's keys as its head."
+    head = list(rows[0])
+    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+    return md + "".join("| " + " | ".join(str(r.get(h, "")) for h in head) + " |\n" for r in rows)
+
+
 def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | os.PathLike) -> str:
     "Write the main table as CSV (numbers, mean and CI columns) and markdown; return the markdown."
     import csv
@@ -172,10 +179,7 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
     fields = list(dict.fromkeys(k for r in flat for k in r))
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields); w.writeheader(); w.writerows(flat)
-    rows = table_rows(lines)
-    head = list(rows[0])
-    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
-    md += "".join("| " + " | ".join(str(r.get(h, "")) for h in head) + " |\n" for r in rows)
+    md = markdown_table(table_rows(lines))
     Path(md_path).write_text(md)
     return md
 
@@ -204,16 +208,23 @@ def paired_differences(rows: list[dict], kind: str = "dry", ours: str = "ours (a
     return out
 
 
-def paired_table(lines: list[dict]) -> str:
+def paired_table(lines: list[dict], what: str = "ours − baseline") -> str:
     "The paired differences as a markdown table (ours - baseline; negative errors and positive STOI/PESQ favour ours)."
     keys = [k for k in PAIRED_KEYS if lines and k in lines[0]]
-    head = ["input", "ours − baseline", "cases"] + [COLUMNS[k].rstrip(" ↓↑") for k in keys]
+    head = ["input", what, "cases"] + [COLUMNS[k].rstrip(" ↓↑") for k in keys]
     md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
     for l in lines:
         cells = [l["input"], f"{l['ours']} − {l['baseline']}", str(l["cases"])]
         cells += [f"{l[k]['mean']:+.2f} ± {l[k]['ci95']:.2f}" for k in keys]
         md += "| " + " | ".join(cells) + " |\n"
     return md
+
+# %% ../nbs/11a_evaluate.ipynb #496d407f
+def ablation_differences(rows: list[dict], kind: str = "dry", full: str = "ours (audio-visual)", keys=PAIRED_KEYS) -> list[dict]:
+    "Per variant of the model in `rows` (methods named 'ours...' or 'regressor...' other than `full`): variant - full, paired per case."
+    variants = [m for m in dict.fromkeys(r["method"] for r in rows if r["input"] == kind)
+                if m != full and m.startswith(("ours", "regressor"))]
+    return [l for v in variants for l in paired_differences(rows, kind, ours=v, others=(full,), keys=keys)]
 
 # %% ../nbs/11a_evaluate.ipynb #f46fe8ab
 ENHANCED_METHODS = ("identity", "separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
+from .core import AvsError
 
 # %% auto #0
-__all__ = ['PAGE_CSS', 'scene_figure', 'rt60_figure', 'write_report']
+__all__ = ['PAGE_CSS', 'RESULT_METHODS', 'HIGHER_IS_BETTER', 'scene_figure', 'rt60_figure', 'write_report', 'verdict',
+           'results_section']
 
 # %% ../nbs/11b_report.ipynb #9be0d122
 def _mel_db(wav: torch.Tensor) -> np.ndarray:
@@ -101,3 +103,51 @@ def write_report(out_dir: str | os.PathLike, table: list[dict], cases: list[dict
     page = f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head><body>{"".join(parts)}</body></html>'
     (out / "index.html").write_text(page)
     return out / "index.html"
+
+# %% ../nbs/11b_report.ipynb #93f5e28e
+RESULT_METHODS = ("separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")
+HIGHER_IS_BETTER = ("stoi", "pesq")
+
+
+def verdict(line: dict) -> str:
+    "One paired line (`evaluate.paired_differences`) in words: the measures where ours is better, worse (95 % CI excludes 0), tied."
+    from avsoundscape.evaluate import COLUMNS, PAIRED_KEYS
+
+    out = {"better": [], "worse": [], "tied": []}
+    for k in PAIRED_KEYS:
+        if k not in line or not np.isfinite(line[k]["mean"]):
+            continue
+        m, ci = line[k]["mean"], line[k]["ci95"]
+        gain = m if k in HIGHER_IS_BETTER else -m
+        out["better" if gain - ci > 0 else "worse" if gain + ci < 0 else "tied"].append(COLUMNS[k].rstrip(" ↓↑"))
+    return f"vs {line['baseline']} ({line['cases']} cases): " + "; ".join(f"{w} on {', '.join(v)}" for w, v in out.items() if v)
+
+
+def results_section(eval_dir: str | os.PathLike, realdev_dir: str | os.PathLike | None = None,
+                    methods=RESULT_METHODS) -> str:
+    "The README's results section (markdown) from the `evaluate` (and `realdev`) stage outputs of one run."
+    from avsoundscape.evaluate import ablation_differences, markdown_table, paired_differences, paired_table, table_rows
+
+    ev = Path(eval_dir)
+    rows, lines = json.loads((ev / "rows.json").read_text()), json.loads((ev / "summary.json").read_text())
+    dry = [l for l in lines if l["input"] == "dry" and l["method"] in methods]
+    if not dry:
+        raise AvsError(f"{ev / 'summary.json'}: no dry-input line of {', '.join(methods)}")
+    paired = paired_differences(rows)
+    md = [f"SynthScapes test split, dry input, {dry[0]['cases']} cross-scene cases: mean ± 95 % CI "
+          "(every method, input and ablation: `results/evaluate/table.md`).", "", markdown_table(table_rows(dry)),
+          "Ours − each baseline, paired over the same cases (negative errors, positive STOI and PESQ favour ours):", "",
+          paired_table(paired)] + [f"- {verdict(l)}" for l in paired] + [""]
+    ablation = ablation_differences(rows)
+    if ablation:
+        md += ["Each variant of our model − the full model, same cases (the ablations; a positive error difference is what "
+               "the full model gains):", "", paired_table(ablation, "variant − full model")]
+    rd = Path(realdev_dir) if realdev_dir is not None else None
+    if rd is not None and (rd / "rows.json").is_file():
+        rrows = json.loads((rd / "rows.json").read_text())
+        tracks = list(dict.fromkeys(r["input"] for r in rrows))
+        rpaired = [l for t in tracks for l in paired_differences(rrows, kind=t)]
+        md += ["Real material (`realdev`: real speakers in rooms of measured materials, real field recordings, photographs; "
+               f"tracks {', '.join(tracks)}), ours − each baseline:", "", paired_table(rpaired)]
+        md += [f"- {l['input']}: {verdict(l)}" for l in rpaired] + [""]
+    return "\n".join(md)

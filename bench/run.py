@@ -16,7 +16,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "bench"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+sys.path.insert(0, str(ROOT / "tools"))
+from sections import markers, put_section  # noqa: E402  (the README's generated sections)
+
+START, END = markers("bench")
 
 
 def child(script: str, *args) -> dict:
@@ -93,28 +96,6 @@ def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
            f"{mem['long'][0]['steps']} steps: the step count does not change what is held) peaks at {fmt(peak['long'], 0)} MB "
            f"resident, against {fmt(peak['short'], 0)} MB for {mem['short'][0]['audio_seconds']:g} s; each in its own process."]
     return "\n".join(md) + "\n"
-
-
-def replace_section(s: str, text: str, where: str) -> str:
-    "`s` with what lies between the bench markers replaced by `text`."
-    if START not in s or END not in s:
-        raise SystemExit(f"bench: {where} has no {START} ... {END} section")
-    return s[: s.index(START) + len(START)] + "\n" + text + s[s.index(END):]
-
-
-def put_section(path: Path, text: str) -> None:
-    "Write `text` between the bench markers of a markdown file, or of the markdown cell of a notebook that has them."
-    if path.suffix != ".ipynb":
-        path.write_text(replace_section(path.read_text(), text, str(path)))
-        return
-    nb = json.loads(path.read_text())
-    cell = next((c for c in nb["cells"] if START in "".join(c["source"])), None)
-    if cell is None:
-        raise SystemExit(f"bench: {path} has no cell with {START}")
-    src = replace_section("".join(cell["source"]), text, str(path))
-    lines = src.split("\n")
-    cell["source"] = src if isinstance(cell["source"], str) else [x + "\n" for x in lines[:-1]] + [lines[-1]]
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def main(argv=None) -> int:
