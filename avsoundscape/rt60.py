@@ -63,10 +63,15 @@ def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: in
     rng, L = np.random.default_rng(seed), int(seconds * SAMPLE_RATE)
     wavs, labels = [], []
     for _ in range(n):
-        dry = material.dry[int(rng.integers(len(material.dry)))]
-        amb = material.ambient[int(rng.integers(len(material.ambient)))]
-        k = int(rng.integers(len(material.rirs)))
-        s, a = _speechy_start(dry, L, rng), int(rng.integers(0, max(1, len(amb) - L)))
+        for _ in range(100):  # a stretch with speech in it: a silent one has no decay to hear and no level to scale by
+            dry = material.dry[int(rng.integers(len(material.dry)))]
+            amb = material.ambient[int(rng.integers(len(material.ambient)))]
+            k = int(rng.integers(len(material.rirs)))
+            s, a = _speechy_start(dry, L, rng), int(rng.integers(0, max(1, len(amb) - L)))
+            if np.abs(dry[s:s + L]).max() > 0:
+                break
+        else:
+            raise AvsError(f"RT60 examples: 100 draws in a row gave {seconds} s of silence: the material has too little speech")
         m = mix_scene(dry[s:s + L], material.rirs[k], amb[a:a + L], float(rng.uniform(*SNR_RANGE)), indoor=False)
         wavs.append(torch.from_numpy(m["mix"].astype(np.float32)))
         labels.append(np.log(material.rt60[k]))
