@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'merge_params', 'load_params',
-           'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module',
+__all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'fork_map', 'merge_params',
+           'load_params', 'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module',
            'read_module_config', 'load_module_weights']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
@@ -71,6 +71,37 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+# %% ../nbs/00_core.ipynb #336bb064
+_FORKED: dict = {}  # the function and jobs of the running fork_map: the workers inherit them
+
+
+def _forked(i: int):
+    return _FORKED["fn"](_FORKED["jobs"][i])
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def fork_map(fn, jobs: list, workers: int = 1, desc: str | None = None, progress: bool = False) -> list:
+    "`[fn(j) for j in jobs]`, over `workers` forked processes of one thread each (`fn` and `jobs` are inherited, not pickled)."
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    jobs = list(jobs)
+    bar = dict(total=len(jobs), desc=desc, disable=not progress)
+    if workers <= 1 or len(jobs) < 2 or "fork" not in mp.get_all_start_methods() or _FORKED:
+        return [fn(j) for j in tqdm(jobs, **bar)]
+    _FORKED.update(fn=fn, jobs=jobs)
+    try:
+        with mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_one_thread) as pool:
+            return list(tqdm(pool.imap(_forked, range(len(jobs))), **bar))
+    finally:
+        _FORKED.clear()
 
 # %% ../nbs/00_core.ipynb #4f462250
 def merge_params(base: dict, override: dict) -> dict:

@@ -106,26 +106,30 @@ def slug(name: str) -> str:
 
 def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[str, Callable], estimator,
                 embed: Callable | None = None, audio_dir: str | os.PathLike | None = None, keep: set | None = None,
-                progress: bool = True) -> tuple[list[dict], dict]:
-    "Score every (input kind, method, case); returns (rows, embeddings keyed by (input, method)); writes the wavs of the cases in `keep` (all if None) to `audio_dir`."
-    from tqdm.auto import tqdm
+                progress: bool = True, workers: int = 1) -> tuple[list[dict], dict]:
+    "Score every (input kind, method, case), over `workers` processes (`core.fork_map`); returns (rows, embeddings keyed by (input, method)); writes the wavs of the cases in `keep` (all if None) to `audio_dir`."
+    from avsoundscape.core import fork_map
+
+    jobs = [(kind, name, i) for kind in inputs for name in methods for i, c in enumerate(cases) if inputs[kind](c) is not None]
+
+    def one(job):
+        kind, name, i = job
+        c = cases[i]
+        out = torch.as_tensor(methods[name](c, inputs[kind](c)), dtype=torch.float32).reshape(-1)[: len(c.target)]
+        row = {"input": kind, "method": name, "case": c.case_id, **score_output(c, out, estimator), **stoi_pesq(c.target, out)}
+        e = None
+        if embed is not None:
+            e = embed(out)
+            row["cond_similarity"] = float(e @ embed(c.cond_wav))
+        return row, e, out if audio_dir is not None and (keep is None or c.case_id in keep) else None
 
     rows, embs = [], {}
-    jobs = [(k, m) for k in inputs for m in methods]
-    for kind, name in tqdm(jobs, desc="evaluate", unit="method", disable=not progress):
-        for c in cases:
-            x = inputs[kind](c)
-            if x is None:
-                continue
-            out = torch.as_tensor(methods[name](c, x), dtype=torch.float32).reshape(-1)[: len(c.target)]
-            row = {"input": kind, "method": name, "case": c.case_id, **score_output(c, out, estimator), **stoi_pesq(c.target, out)}
-            if embed is not None:
-                e = embed(out)
-                row["cond_similarity"] = float(e @ embed(c.cond_wav))
-                embs.setdefault((kind, name), []).append(e)
-            if audio_dir is not None and (keep is None or c.case_id in keep):
-                save_audio(Path(audio_dir) / kind / slug(name) / f"{c.case_id}.wav", out)
-            rows.append(row)
+    for (kind, name, _), (row, e, out) in zip(jobs, fork_map(one, jobs, workers, desc="evaluate", progress=progress)):
+        if e is not None:
+            embs.setdefault((kind, name), []).append(e)
+        if out is not None:
+            save_audio(Path(audio_dir) / kind / slug(name) / f"{row['case']}.wav", out)
+        rows.append(row)
     return rows, {k: torch.stack(v) for k, v in embs.items()}
 
 
@@ -242,17 +246,18 @@ def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours (a
 
 
 def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances=(), regressor=None, seed: int = 0,
-                 enhanced_methods=ENHANCED_METHODS, audio_dir=None, keep: set | None = None, progress: bool = True) -> dict:
+                 enhanced_methods=ENHANCED_METHODS, audio_dir=None, keep: set | None = None, progress: bool = True,
+                 workers: int = 1) -> dict:
     "Every method on every case (clean input; `enhanced_methods` also on the enhanced input): rows, summary lines, criterion."
     methods = {**baseline_methods(estimator, enhancer), **model_methods(stylizer, "ours", guidances, seed)}
     if regressor is not None:
         # the ablation of diffusion on the path where the network makes the output (the waveform render needs no sampling)
         methods["regressor (audio-visual), latent render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
     embed = embedder(stylizer.audio_encoder, stylizer.config["cond_seconds"])
-    rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress)
+    rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress, workers)
     if all(c.enhanced is not None for c in cases):
         more = {k: v for k, v in methods.items() if k in enhanced_methods}
-        r2, e2 = run_methods(cases, more, {"enhanced": lambda c: c.enhanced}, estimator, embed, audio_dir, keep, progress)
+        r2, e2 = run_methods(cases, more, {"enhanced": lambda c: c.enhanced}, estimator, embed, audio_dir, keep, progress, workers)
         rows, embs = rows + r2, {**embs, **e2}
     lines = summary(rows, embs, torch.stack([embed(c.target) for c in cases]))
     criterion = {"dry": learned_criterion(rows, "dry", ("identity", "ours, wrong scene", "ours, no condition")),
