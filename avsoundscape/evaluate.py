@@ -255,7 +255,7 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
         methods["regressor (audio-visual), latent render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
     embed = embedder(stylizer.audio_encoder, stylizer.config["cond_seconds"])
     rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress, workers)
-    if all(c.enhanced is not None for c in cases):
+    if any(c.enhanced is not None for c in cases):  # the cases whose enhanced speech is not silent
         more = {k: v for k, v in methods.items() if k in enhanced_methods}
         r2, e2 = run_methods(cases, more, {"enhanced": lambda c: c.enhanced}, estimator, embed, audio_dir, keep, progress, workers)
         rows, embs = rows + r2, {**embs, **e2}

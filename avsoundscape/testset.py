@@ -156,7 +156,10 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
             if enhancer is not None:
                 lo, hi = max(0, a - int(context * SAMPLE_RATE)), min(len(A.recording), a + n + int(context * SAMPLE_RATE))
                 e = enhancer(torch.from_numpy(A.recording[lo:hi].copy()), {"start": lo})[a - lo: a - lo + n].numpy()
-                enh = torch.from_numpy((e * (B.level / max(active_rms(e, mask), 1e-9))).astype(np.float32))
+                if np.abs(e).max() > 0:
+                    enh = torch.from_numpy((e * (B.level / max(active_rms(e, mask), 1e-9))).astype(np.float32))
+                else:  # nothing of the speech survived the enhancer: this case has no enhanced input to restyle
+                    log.warning("%s-%d: the enhancer silenced the whole stretch; the case has no enhanced input", A.meta["video_id"], k)
             cases.append(TestCase(
                 f"{A.meta['video_id']}-{k}", A.meta["video_id"], B.meta["video_id"], C.meta["video_id"],
                 B.meta["category"], C.meta["category"], float(B.meta["rt60"]), float(C.meta["rt60"]),
