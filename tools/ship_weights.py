@@ -24,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--profile", default="cpu-long")
+    ap.add_argument("--note", default="", help="what PROVENANCE should say beyond the facts it gathers (e.g. stages run at other commits)")
     args = ap.parse_args()
     run, model = args.run_dir.resolve(), args.run_dir.resolve() / "results" / "ldm" / "model"
     Stylizer.from_pretrained(model, device="cpu")  # refuse anything that does not load
@@ -36,6 +37,7 @@ def main() -> None:
         "profile": args.profile, "git_commit": commit, "tree_clean_except_params_and_lock": not dirty,
         "data": {"dataset": "SynthScapes", "seed": params["synth"]["seed"], "videos": params["synth"]["videos"],
                  "seconds": params["synth"]["seconds"], "enhancer": params["prepare"]["enhancer"]},
+        **({"note": args.note} if args.note else {}),
         "params": params, "shipped": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {"ldm": read("results/ldm/metrics.json"), "evaluate": read("results/evaluate/metrics.json"),
                     "rt60": read("results/rt60/metrics.json"),
