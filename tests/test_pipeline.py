@@ -52,6 +52,20 @@ def test_dvc_repro_smoke(tiny_run):
     assert "changed" not in r.stdout, r.stdout
 
 
+def test_every_stage_output_is_declared(tiny_run):
+    "What a stage writes under results/<stage>/ is one of its declared outs, metrics or plots: DVC removes those before a"
+    "stage runs again, so an undeclared checkpoint folder would make the second `dvc repro` of a changed stage fail."
+    proj, _ = tiny_run
+    spec = yaml.safe_load((proj / "dvc.yaml").read_text())
+    name = lambda o: next(iter(o)) if isinstance(o, dict) else o
+    declared = {name(o) for s in spec["stages"].values() for k in ("outs", "metrics", "plots") for o in s.get(k) or []}
+    declared |= {name(o) for k in ("metrics", "plots") for o in spec.get(k) or []}
+    for stage in spec["stages"]:
+        for p in sorted((proj / "results" / stage).iterdir()):
+            rel = p.relative_to(proj).as_posix()
+            assert rel in declared or any(rel.startswith(d + "/") for d in declared), f"stage {stage} writes {rel}, not declared in dvc.yaml"
+
+
 def test_realdev_and_real_material_in_the_smoke_run(tiny_run):
     import json
 
