@@ -112,6 +112,8 @@ def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[
 
     jobs = [(kind, name, i) for kind in inputs for name in methods for i, c in enumerate(cases) if inputs[kind](c) is not None]
 
+    cond = {}  # the condition's embedding, once per case (per worker)
+
     def one(job):
         kind, name, i = job
         c = cases[i]
@@ -120,7 +122,9 @@ def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[
         e = None
         if embed is not None:
             e = embed(out)
-            row["cond_similarity"] = float(e @ embed(c.cond_wav))
+            if i not in cond:
+                cond[i] = embed(c.cond_wav)
+            row["cond_similarity"] = float(e @ cond[i])
         return row, e, out if audio_dir is not None and (keep is None or c.case_id in keep) else None
 
     rows, embs = [], {}
@@ -215,13 +219,10 @@ def paired_differences(rows: list[dict], kind: str = "dry", ours: str = "ours (a
 def paired_table(lines: list[dict], what: str = "ours − baseline") -> str:
     "The paired differences as a markdown table (ours - baseline; negative errors and positive STOI/PESQ favour ours)."
     keys = [k for k in PAIRED_KEYS if lines and k in lines[0]]
-    head = ["input", what, "cases"] + [COLUMNS[k].rstrip(" ↓↑") for k in keys]
-    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
-    for l in lines:
-        cells = [l["input"], f"{l['ours']} − {l['baseline']}", str(l["cases"])]
-        cells += [f"{l[k]['mean']:+.2f} ± {l[k]['ci95']:.2f}" for k in keys]
-        md += "| " + " | ".join(cells) + " |\n"
-    return md
+    if not lines:
+        return f"| input | {what} | cases |\n|---|---|---|\n"
+    return markdown_table([{"input": l["input"], what: f"{l['ours']} − {l['baseline']}", "cases": str(l["cases"]),
+                            **{COLUMNS[k].rstrip(" ↓↑"): f"{l[k]['mean']:+.2f} ± {l[k]['ci95']:.2f}" for k in keys}} for l in lines])
 
 # %% ../nbs/11a_evaluate.ipynb #496d407f
 def ablation_differences(rows: list[dict], kind: str = "dry", full: str = "ours (audio-visual)", keys=PAIRED_KEYS) -> list[dict]:

@@ -18,8 +18,7 @@ from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .core import AvsError
 
 # %% auto #0
-__all__ = ['PAGE_CSS', 'RESULT_METHODS', 'HIGHER_IS_BETTER', 'scene_figure', 'rt60_figure', 'write_report', 'verdict',
-           'results_section']
+__all__ = ['PAGE_CSS', 'RESULT_METHODS', 'scene_figure', 'rt60_figure', 'write_report', 'verdict', 'results_section']
 
 # %% ../nbs/11b_report.ipynb #9be0d122
 def _mel_db(wav: torch.Tensor) -> np.ndarray:
@@ -106,7 +105,6 @@ def write_report(out_dir: str | os.PathLike, table: list[dict], cases: list[dict
 
 # %% ../nbs/11b_report.ipynb #93f5e28e
 RESULT_METHODS = ("separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")
-HIGHER_IS_BETTER = ("stoi", "pesq")
 
 
 def verdict(line: dict) -> str:
@@ -118,7 +116,7 @@ def verdict(line: dict) -> str:
         if k not in line or not np.isfinite(line[k]["mean"]):
             continue
         m, ci = line[k]["mean"], line[k]["ci95"]
-        gain = m if k in HIGHER_IS_BETTER else -m
+        gain = m if COLUMNS[k].endswith("↑") else -m  # the column's arrow says which way is better
         out["better" if gain - ci > 0 else "worse" if gain + ci < 0 else "tied"].append(COLUMNS[k].rstrip(" ↓↑"))
     return f"vs {line['baseline']} ({line['cases']} cases): " + "; ".join(f"{w} on {', '.join(v)}" for w, v in out.items() if v)
 
