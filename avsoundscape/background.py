@@ -15,8 +15,8 @@ from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .augment import draw_room
-from .core import AvsError
-from .room import coloured_noise, fit_simulated, join_stretches, usable_beds
+from .core import AvsError, fork_map
+from .room import coloured_noise, fit_simulated, join_stretches, simulate_chunked, usable_beds
 
 # %% auto #0
 __all__ = ['QUANTILES', 'REF', 'BackgroundReader', 'noise_stretches', 'synthetic_noise', 'simulate_backgrounds',
@@ -61,20 +61,25 @@ class BackgroundReader(nn.Module):
         return (10 ** (self.eval()(db[None])[0].float() / 10)).cpu()
 
 # %% ../nbs/05d_background.ipynb #54b08288
-def noise_stretches(clips: torch.Tensor, video_ids: list[str], pad: float = 0.05, min_run: float = 0.08) -> dict[str, list[np.ndarray]]:
-    "The non-speech stretches (Silero VAD, speech widened by `pad` s; runs of at least `min_run` s) of recordings (N, samples), by video."
+def noise_stretches(clips: torch.Tensor, video_ids: list[str], pad: float = 0.05, min_run: float = 0.08,
+                    workers: int = 1) -> dict[str, list[np.ndarray]]:
+    "The non-speech stretches (Silero VAD, speech widened by `pad` s; runs of at least `min_run` s) of recordings (N, samples), by video; clips are read on `workers` processes."
     from avsoundscape.vad import speech_mask
 
     if len(clips) != len(video_ids):
         raise AvsError(f"noise stretches: {len(clips)} clips but {len(video_ids)} video ids")
-    out, k = defaultdict(list), int(pad * SAMPLE_RATE)
-    for vid, w in zip(video_ids, torch.as_tensor(clips).float()):
+    k, wavs = int(pad * SAMPLE_RATE), torch.as_tensor(clips).float()
+
+    def quiet(i: int) -> list[np.ndarray]:
+        w = wavs[i]
         busy = np.convolve(speech_mask(w).astype(float), np.ones(2 * k + 1), "same") > 0
         edges = np.flatnonzero(np.diff(np.r_[1, busy.astype(int), 1]))
-        for a, b in zip(edges[::2], edges[1::2]):
-            if b - a >= int(min_run * SAMPLE_RATE):
-                out[vid].append(w[a:b].double().numpy())
-    return dict(out)
+        return [w[a:b].double().numpy() for a, b in zip(edges[::2], edges[1::2]) if b - a >= int(min_run * SAMPLE_RATE)]
+
+    out = defaultdict(list)
+    for vid, runs in zip(video_ids, fork_map(quiet, range(len(wavs)), workers)):
+        out[vid] += runs
+    return {v: r for v, r in out.items() if r}
 
 
 def synthetic_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,28 +94,32 @@ def synthetic_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 # %% ../nbs/05d_background.ipynb #73512c8c
 def simulate_backgrounds(speech: torch.Tensor, stretches: dict[str, list[np.ndarray]], n: int, seconds: float = 2.56,
-                         seed: int = 0, snr_range=(-5.0, 30.0), p_synthetic: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
-    "`n` examples: (mel dB (n, 64, frames) of room speech + noise, the noise's mean mel power (n, 64) in dB)."
+                         seed: int = 0, snr_range=(-5.0, 30.0), p_synthetic: float = 0.3,
+                         workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` examples: (mel dB (n, 64, frames) of room speech + noise, the noise's mean mel power (n, 64) in dB); the same for any number of `workers` (`room.simulate_chunked`)."
     x = torch.as_tensor(speech, dtype=torch.float64).numpy()
     beds = usable_beds(stretches)
     if x.ndim != 2 or len(x) == 0:
         raise AvsError(f"background simulation needs speech clips (N, samples), got {tuple(x.shape)}")
     if not beds and p_synthetic < 1:
         raise AvsError("background simulation: no video has 0.25 s of non-speech audio to take noise from")
-    rng, L = np.random.default_rng(seed), int(round(seconds * SAMPLE_RATE))
-    mixes, noises = [], []
-    for _ in range(n):
+    L, lm = int(round(seconds * SAMPLE_RATE)), LogMel()
+
+    def one(rng):
         dry = np.concatenate([x[int(rng.integers(len(x)))] for _ in range(-(-L // x.shape[1]))])[:L]
         wet = fftconvolve(dry, draw_room(rng)[0])[:L]
         noise = synthetic_noise(L, rng) if not beds or rng.random() < p_synthetic else join_stretches(beds[int(rng.integers(len(beds)))], L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))
         g = 10 ** (rng.uniform(-30, 0) / 20) / max(np.abs(wet + noise).max(), 1e-9)  # any level, never clipped
-        mixes.append(torch.from_numpy(((wet + noise) * g).astype(np.float32)))
-        noises.append(torch.from_numpy((noise * g).astype(np.float32)))
-    lm = LogMel()
-    with torch.no_grad():
-        power = (torch.exp(lm(torch.stack(noises))) ** 2).mean(-1)
-        return lm(torch.stack(mixes)) * DB_PER_NEPER, 10 * torch.log10(power.clamp(min=1e-20))
+        return torch.from_numpy(((wet + noise) * g).astype(np.float32)), torch.from_numpy((noise * g).astype(np.float32))
+
+    def finish(out):
+        with torch.no_grad():
+            power = (torch.exp(lm(torch.stack([nz for _, nz in out]))) ** 2).mean(-1)
+            return lm(torch.stack([m for m, _ in out])) * DB_PER_NEPER, 10 * torch.log10(power.clamp(min=1e-20))
+
+    parts = simulate_chunked(one, n, seed, workers, finish)
+    return torch.cat([m for m, _ in parts]), torch.cat([y for _, y in parts])
 
 # %% ../nbs/05d_background.ipynb #910ae243
 def train_background(mel_db: torch.Tensor, label_db: torch.Tensor, out_dir: str | os.PathLike, steps: int = 1000,

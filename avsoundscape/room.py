@@ -14,11 +14,12 @@ from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .augment import draw_room
-from .core import AvsError
+from .core import AvsError, fork_map
 
 # %% auto #0
-__all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'rt60_features', 'RT60Estimator', 'fit_simulated', 'train_rt60', 'coloured_noise',
-           'join_stretches', 'usable_beds', 'simulate_rooms', 'dry_speech']
+__all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'SIM_CHUNK', 'DRY_BATCH', 'rt60_features', 'RT60Estimator', 'fit_simulated', 'train_rt60',
+           'coloured_noise', 'join_stretches', 'usable_beds', 'simulate_chunked', 'simulate_labelled', 'simulate_rooms',
+           'dry_speech']
 
 # %% ../nbs/05c_room.ipynb #ccbbca54
 FLOOR_DB = 80.0
@@ -115,42 +116,71 @@ def usable_beds(stretches: dict[str, list[np.ndarray]] | None) -> list[list[np.n
     return [v for v in (stretches or {}).values() if v and sum(len(s) for s in v) >= SAMPLE_RATE // 4]
 
 
+SIM_CHUNK = 250  # simulated examples per seeded generator: what is drawn does not depend on the number of workers
+
+
+def simulate_chunked(one, n: int, seed: int, workers: int = 1, finish=None) -> list:
+    "`n` draws of `one(rng)` in chunks of `SIM_CHUNK`, each chunk with its own generator (`[seed, chunk]`), over `workers` processes (`core.fork_map`); `finish` turns a chunk's list of draws into its result."
+    def chunk(c: int):
+        rng = np.random.default_rng([seed, c])
+        out = [one(rng) for _ in range(min(SIM_CHUNK, n - c * SIM_CHUNK))]
+        return finish(out) if finish else out
+    return fork_map(chunk, range(-(-n // SIM_CHUNK)), workers)
+
+
+def simulate_labelled(one, n: int, seed: int, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` draws of `one(rng) -> (waveform, log RT60)` as (`rt60_features` (n, 64, frames), labels (n,)), by `simulate_chunked`."
+    finish = lambda out: (rt60_features(torch.stack([w for w, _ in out])), [l for _, l in out])
+    parts = simulate_chunked(one, n, seed, workers, finish)
+    return torch.cat([f for f, _ in parts]), torch.tensor([l for _, ls in parts for l in ls], dtype=torch.float32)
+
+
 def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1, 2.5), drr_range=(-6.0, 12.0),
                    snr_range=(0.0, 30.0), seconds: float | None = None, beds: dict | None = None,
-                   p_bed: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
-    "`n` examples from speech clips (N, samples) joined to `seconds` (default: the clips' length): (features (n, 64, frames), log RT60 (n,)) of statistical rooms plus noise: with probability `p_bed` a recording's own non-speech stretches (`beds`, by video, as `background.noise_stretches` cuts them), else coloured noise."
+                   p_bed: float = 0.7, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` examples from speech clips (N, samples) joined to `seconds` (default: the clips' length): (features (n, 64, frames), log RT60 (n,)) of statistical rooms plus noise: with probability `p_bed` a recording's own non-speech stretches (`beds`, by video, as `background.noise_stretches` cuts them), else coloured noise. The same for any number of `workers`."
     from avsoundscape.scenes import rt60_of
 
     x = torch.as_tensor(speech, dtype=torch.float64).numpy()
     if x.ndim != 2 or len(x) == 0 or x.shape[1] < SAMPLE_RATE // 2:
         raise AvsError(f"room simulation needs speech clips (N, samples) of at least 0.5 s, got {tuple(x.shape)}")
-    rng, L, beds = np.random.default_rng(seed), x.shape[1] if seconds is None else int(round(seconds * SAMPLE_RATE)), usable_beds(beds)
-    wavs, labels = [], []
-    for _ in range(n):
+    L, beds = x.shape[1] if seconds is None else int(round(seconds * SAMPLE_RATE)), usable_beds(beds)
+
+    def one(rng):
         dry = np.concatenate([x[int(rng.integers(len(x)))] for _ in range(-(-L // x.shape[1]))])[:L]
         h, _ = draw_room(rng, rt60_range, drr_range)
         wet = fftconvolve(dry, h)[:L]
         noise = join_stretches(beds[int(rng.integers(len(beds)))], L, rng) if beds and rng.random() < p_bed else coloured_noise(L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))
-        wavs.append(torch.from_numpy((wet + noise).astype(np.float32)))
-        labels.append(np.log(rt60_of(h)))
-    return rt60_features(torch.stack(wavs)), torch.tensor(labels, dtype=torch.float32)
+        return torch.from_numpy((wet + noise).astype(np.float32)), float(np.log(rt60_of(h)))
+
+    return simulate_labelled(one, n, seed, workers)
 
 # %% ../nbs/05c_room.ipynb #f8291e72
+DRY_BATCH = 4  # speech tracks drawn at a time (each from its own generator): the clips do not depend on the number of workers
+
+
 def dry_speech(seconds: float = 240.0, seed: int = 0, split: str = "train", clip_seconds: float = ROOM_SECONDS,
-               min_speech: float = 0.4) -> torch.Tensor:
-    "About `seconds` of anechoic speech (clips (N, samples) of `clip_seconds`, each at least `min_speech` spoken) from the voices of `split`'s pool."
+               min_speech: float = 0.4, workers: int = 1) -> torch.Tensor:
+    "About `seconds` of anechoic speech (clips (N, samples) of `clip_seconds`, each at least `min_speech` spoken) from the voices of `split`'s pool, drawn on `workers` processes."
     from avsoundscape.voices import draw_speakers, speech_track
 
-    rng, L, clips = np.random.default_rng(seed), int(round(clip_seconds * SAMPLE_RATE)), []
-    for _ in range(1000):
-        if len(clips) * clip_seconds >= seconds:
-            break
+    L = int(round(clip_seconds * SAMPLE_RATE))
+
+    def track(i: int) -> list[torch.Tensor]:
+        rng = np.random.default_rng([seed, i])
         x, segs = speech_track(rng, split, 20.0, draw_speakers(rng, split))
         spoken = np.zeros(len(x), bool)
         for s in segs:
             spoken[int(s["start"] * SAMPLE_RATE): int(s["end"] * SAMPLE_RATE)] = True
-        clips += [torch.from_numpy(x[a:a + L].copy()) for a in range(0, len(x) - L + 1, L) if spoken[a:a + L].mean() >= min_speech]
+        return [torch.from_numpy(x[a:a + L].copy()) for a in range(0, len(x) - L + 1, L) if spoken[a:a + L].mean() >= min_speech]
+
+    clips, i = [], 0
+    while len(clips) * clip_seconds < seconds and i < 1000:
+        for found in fork_map(track, range(i, i + DRY_BATCH), workers):
+            if len(clips) * clip_seconds < seconds:
+                clips += found
+        i += DRY_BATCH
     if not clips:
         raise AvsError(f"dry speech: the voices of {split!r} gave no clip of {clip_seconds} s with {min_speech:.0%} speech")
     return torch.stack(clips)

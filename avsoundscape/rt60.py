@@ -16,7 +16,7 @@ from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
 from .augment import draw_room
-from .room import RT60Estimator, rt60_features, train_rt60
+from .room import RT60Estimator, rt60_features, simulate_labelled, train_rt60
 from .core import AvsError, get_logger, load_module_weights, read_module_config, save_module
 from .scenes import rt60_of
 from .synthscapes import SNR_RANGE, load_metas, mix_scene
@@ -58,11 +58,12 @@ def _speechy_start(dry: np.ndarray, n: int, rng: np.random.Generator, tries: int
     return int(max(starts, key=lambda s: float(np.mean(dry[s:s + n] ** 2))))
 
 
-def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    "`n` simulated recordings of `seconds`: (features (n, 64, frames), log RT60 (n,))."
-    rng, L = np.random.default_rng(seed), int(seconds * SAMPLE_RATE)
-    wavs, labels = [], []
-    for _ in range(n):
+def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: int = 0,
+                  workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` simulated recordings of `seconds`: (features (n, 64, frames), log RT60 (n,)); the same for any number of `workers` (`room.simulate_labelled`)."
+    L = int(seconds * SAMPLE_RATE)
+
+    def one(rng):
         for _ in range(100):  # a stretch with speech in it: a silent one has no decay to hear and no level to scale by
             dry = material.dry[int(rng.integers(len(material.dry)))]
             amb = material.ambient[int(rng.integers(len(material.ambient)))]
@@ -73,9 +74,9 @@ def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: in
         else:
             raise AvsError(f"RT60 examples: 100 draws in a row gave {seconds} s of silence: the material has too little speech")
         m = mix_scene(dry[s:s + L], material.rirs[k], amb[a:a + L], float(rng.uniform(*SNR_RANGE)), indoor=False)
-        wavs.append(torch.from_numpy(m["mix"].astype(np.float32)))
-        labels.append(np.log(material.rt60[k]))
-    return rt60_features(torch.stack(wavs)), torch.tensor(labels, dtype=torch.float32)
+        return torch.from_numpy(m["mix"].astype(np.float32)), float(np.log(material.rt60[k]))
+
+    return simulate_labelled(one, n, seed, workers)
 
 # %% ../nbs/10a_rt60.ipynb #3a129bca
 def save_rt60(model: RT60Estimator, folder: str | os.PathLike) -> Path:

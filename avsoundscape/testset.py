@@ -14,7 +14,7 @@ import torch
 from scipy.signal import fftconvolve
 
 from .audio import SAMPLE_RATE, LogMel, load_audio
-from .core import AvsError, get_logger
+from .core import AvsError, fork_map, get_logger
 from .synthscapes import load_metas
 from .vad import background_frames  # (the frames between words; testset.background_frames as before)
 from .video import read_frames_at, read_video_audio
@@ -122,15 +122,16 @@ def _others(videos: list, a: str, avoid: set, rng: np.random.Generator) -> list[
 
 
 def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4, seconds: float = 4.0,
-                cond_seconds: float = 2.56, seed: int = 0, enhancer=None, context: float = 2.0) -> list[TestCase]:
-    "The cross-scene test cases of `split` of the SynthScapes folder `root`."
+                cond_seconds: float = 2.56, seed: int = 0, enhancer=None, context: float = 2.0,
+                workers: int = 1) -> list[TestCase]:
+    "The cross-scene test cases of `split` of the SynthScapes folder `root`; with `enhancer`, their enhanced inputs too (on `workers` processes, `core.fork_map`: the same for any number)."
     root = Path(root)
     metas = sorted((m for m in load_metas(root) if m["split"] == split), key=lambda m: m["video_id"])
     if len(metas) < 3:
         raise AvsError(f"{root}: {len(metas)} {split} video(s) with ground truth; cross-scene cases need at least 3")
     vids = {m["video_id"]: _Video(root, m) for m in metas}
     order, rng, n = list(vids.values()), np.random.default_rng(seed), int(round(seconds * SAMPLE_RATE))
-    cases = []
+    cases, jobs = [], []
     for A in order:
         starts = speech_starts(A.meta["segments"], A.duration, seconds)
         if not starts:
@@ -152,22 +153,30 @@ def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4
             cond, frame = B.condition(tc, cond_seconds)
             tw = float(rng.uniform(0, C.duration - cond_seconds))
             wrong, wframe = C.condition(tw, cond_seconds)
-            enh = None
-            if enhancer is not None:
-                lo, hi = max(0, a - int(context * SAMPLE_RATE)), min(len(A.recording), a + n + int(context * SAMPLE_RATE))
-                e = enhancer(torch.from_numpy(A.recording[lo:hi].copy()), {"start": lo})[a - lo: a - lo + n].numpy()
-                if np.abs(e).max() > 0:
-                    enh = torch.from_numpy((e * (B.level / max(active_rms(e, mask), 1e-9))).astype(np.float32))
-                else:  # nothing of the speech survived the enhancer: this case has no enhanced input to restyle
-                    log.warning("%s-%d: the enhancer silenced the whole stretch; the case has no enhanced input", A.meta["video_id"], k)
+            if enhancer is not None:  # enhanced below, all cases at once
+                jobs.append((len(cases), A, a, mask, B.level))
             cases.append(TestCase(
                 f"{A.meta['video_id']}-{k}", A.meta["video_id"], B.meta["video_id"], C.meta["video_id"],
                 B.meta["category"], C.meta["category"], float(B.meta["rt60"]), float(C.meta["rt60"]),
                 torch.from_numpy(inp.astype(np.float32)), torch.from_numpy((wet + amb).astype(np.float32)),
-                cond, frame, wrong, wframe, background_frames(speech_mask(A.meta["segments"], t, n, pad=0.1)), enh,
+                cond, frame, wrong, wframe, background_frames(speech_mask(A.meta["segments"], t, n, pad=0.1)), None,
                 {"speech_start": t, "cond_start": tc, "ambient_start": ta, "wrong_start": round(tw, 3)}))
     if not cases:
         raise AvsError(f"{root}: no {split} video has a {seconds:.2f} s stretch with enough speech for a test case")
+    c = int(context * SAMPLE_RATE)
+
+    def enhance(job) -> np.ndarray:
+        _, A, a, _, _ = job
+        lo, hi = max(0, a - c), min(len(A.recording), a + n + c)
+        return enhancer(torch.from_numpy(A.recording[lo:hi].copy()), {"start": lo})[a - lo: a - lo + n].numpy()
+
+    for job in jobs:
+        job[1].recording  # decoded once here, not once per worker
+    for (i, A, a, mask, level), e in zip(jobs, fork_map(enhance, jobs, workers)):
+        if np.abs(e).max() > 0:
+            cases[i].enhanced = torch.from_numpy((e * (level / max(active_rms(e, mask), 1e-9))).astype(np.float32))
+        else:  # nothing of the speech survived the enhancer: this case has no enhanced input to restyle
+            log.warning("%s: the enhancer silenced the whole stretch; the case has no enhanced input", cases[i].case_id)
     return cases
 
 # %% ../nbs/10b_testset.ipynb #1f6500fd
