@@ -3,6 +3,7 @@
 #                (PROFILE=cpu-long|paper first merges profiles/PROFILE.yaml into params.yaml)
 #   make test    install what is missing, then run the whole test suite
 #   make bench   the benchmarks of bench/ (after make repro); rewrites the README's performance section
+#   make fuzz    fuzz the file readers longer than the tests do (FUZZ_SECONDS each); grows tests/fuzz/corpus
 # The virtual env lives outside the checkout, keyed by a hash of requirements.lock,
 # so a second run on the same machine reuses it; a fresh machine builds it from nothing.
 # The env counts as built only once `.complete` is written: an interrupted build is redone.
@@ -25,7 +26,7 @@ export AVS_MATERIAL := $(MATERIAL)
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: repro test env system material lib readme bench clean-env
+.PHONY: repro test env system material lib readme bench fuzz clean-env
 
 repro: env
 	$(if $(PROFILE),"$(BIN)/avsoundscape" params $(PROFILE) -o params.yaml)
@@ -81,6 +82,14 @@ readme:
 # 2 cores. They read the main job's outputs (SynthScapes, pairs, the RT60 estimator): `make repro` first.
 bench: env
 	PATH="$(BIN):$$PATH" "$(BIN)/python" bench/run.py
+
+# Fuzz the readers (tests/fuzz/readers.py, atheris) for FUZZ_SECONDS each; the inputs it finds join
+# tests/fuzz/corpus/<target> (commit them), a failing input is written to tests/fuzz/ and stops the run.
+FUZZ_SECONDS ?= 300
+fuzz: env
+	@for t in audio video image checkpoint; do echo "fuzz: $$t, $(FUZZ_SECONDS) s"; \
+	  OMP_NUM_THREADS=1 "$(BIN)/python" tests/fuzz/readers.py $$t tests/fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=20 -rss_limit_mb=4096 -artifact_prefix=tests/fuzz/ -print_final_stats=1 || exit 1; done
 
 clean-env:
 	rm -rf "$(ENV)"

@@ -21,9 +21,9 @@ from .core import AvsError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'PEAK_LIMIT', 'MediaError', 'AudioError', 'decode_with_ffmpeg',
-           'check_waveform', 'to_model_rate', 'load_audio', 'audio_writer', 'save_audio', 'MelConfig', 'LogMel',
-           'mel_to_audio']
+__all__ = ['log', 'SAMPLE_RATE', 'DB_PER_NEPER', 'MIN_SAMPLES', 'MIN_RATE', 'MAX_RATE', 'PEAK_LIMIT', 'MediaError', 'AudioError',
+           'decode_with_ffmpeg', 'check_waveform', 'to_model_rate', 'load_audio', 'audio_writer', 'save_audio',
+           'MelConfig', 'LogMel', 'mel_to_audio']
 
 # %% ../nbs/01_audio.ipynb #2ccee4b4
 SAMPLE_RATE = 16_000
@@ -49,17 +49,19 @@ def decode_with_ffmpeg(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     path = Path(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:  # a corrupt tag is not worth a crash
             if not container.streams.audio:
                 raise AudioError(f"{path}: has no audio stream")
             s = container.streams.audio[0]
+            if s.codec_context is None:
+                raise AudioError(f"{path}: its audio stream has a codec FFmpeg cannot decode")
             # planar float keeps channels apart; rate and layout are left as they are
             resampler = av.AudioResampler(format="fltp", layout=s.layout.name, rate=s.rate)
             chunks = [f.to_ndarray() for frame in container.decode(s) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray() for f in resampler.resample(None)]
             sr = s.rate
-    except av.FFmpegError as e:
-        raise AudioError(f"{path}: cannot decode audio, corrupt or truncated ({e.strerror or e})") from None
+    except (av.FFmpegError, ValueError) as e:  # PyAV: a ValueError for a stream it cannot set up (no channels...)
+        raise AudioError(f"{path}: cannot decode audio, corrupt or truncated ({getattr(e, 'strerror', None) or e})") from None
     channels = s.layout.nb_channels
     x = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
     return x.astype(np.float32, copy=False), sr
@@ -84,8 +86,13 @@ def check_waveform(x: np.ndarray | torch.Tensor, name: str, allow_silent: bool =
         raise AudioError(f"{name}: silent (every sample is zero)")
 
 
+MIN_RATE, MAX_RATE = 1000, 768_000  # the sample rates audio may declare
+
+
 def to_model_rate(x: np.ndarray | torch.Tensor, sr: int, name: str = "audio", target_sr: int = SAMPLE_RATE) -> torch.Tensor:
     "(channels, samples) or (samples,) at `sr` -> 1-D float32 mono at `target_sr`, logging each conversion."
+    if not MIN_RATE <= sr <= MAX_RATE:  # a corrupt header: resampling from it could take gigabytes
+        raise AudioError(f"{name}: sample rate {sr} Hz is not a plausible one ({MIN_RATE}-{MAX_RATE} Hz): corrupt header?")
     x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x, dtype=torch.float32)
     if x.ndim == 2:
         if x.shape[0] > 1:
@@ -93,7 +100,13 @@ def to_model_rate(x: np.ndarray | torch.Tensor, sr: int, name: str = "audio", ta
         x = x.mean(0)
     if sr != target_sr:
         log.info("%s: resampled %d Hz -> %d Hz", name, sr, target_sr)
-        x = torchaudio.functional.resample(x, sr, target_sr)
+        g = math.gcd(int(sr), int(target_sr))
+        if (sr // g) * (target_sr // g) <= 4_000_000:
+            x = torchaudio.functional.resample(x, sr, target_sr)
+        else:  # torchaudio's kernel is (target/g) x (sr/g): gigabytes for near-coprime rates; polyphase FIR needs only the taps
+            from scipy.signal import resample_poly
+
+            x = torch.from_numpy(resample_poly(x.double().numpy(), target_sr // g, sr // g).astype(np.float32))
     return x.contiguous()
 
 # %% ../nbs/01_audio.ipynb #b34e6e59

@@ -58,7 +58,7 @@ def _prepare(args) -> int:
 
 
 def _stylize(args) -> int:
-    from avsoundscape.audio import load_audio
+    from avsoundscape.audio import SAMPLE_RATE, load_audio
     from avsoundscape.core import AvsError
     from avsoundscape.stylize import Stylizer, default_checkpoint, load_scene
 
@@ -67,6 +67,10 @@ def _stylize(args) -> int:
     speech = load_audio(args.input)
     audio, image = load_scene(args.scene, args.scene_audio, args.scene_image)
     model = Stylizer.from_pretrained(args.checkpoint or default_checkpoint(), device=args.device)
+    cond = model.config["cond_seconds"]
+    if audio is not None and len(audio) < cond * SAMPLE_RATE:
+        logging.getLogger("avsoundscape.cli").info("%s: %.2f s of scene audio, shorter than the model's %.2f s condition clip: looped to fill it",
+                                                   args.scene_audio or args.scene, len(audio) / SAMPLE_RATE, cond)
     info = model.stylize_file(speech, args.output, audio, image, steps=args.steps, guidance=args.guidance,
                               sampler=args.sampler, seed=args.seed, progress=True, render=args.render)  # written batch by batch
     print(f"wrote {args.output} ({info['seconds']:.2f} s)")
@@ -247,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="avsoundscape", description="Self-supervised audio-visual soundscape stylization.")
     parser.add_argument("--version", action="version", version=f"avsoundscape {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log conversions and progress details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log other libraries' details too (our own notes on conversions are always shown)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_args, handler, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `avsoundscape` command; returns the exit status."
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("avsoundscape").setLevel(logging.INFO)  # our notes (conversions, level changes) always; other libraries' with -v
     if args.command is None:
         build_parser().print_help()
         return 2

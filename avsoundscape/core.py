@@ -234,7 +234,7 @@ def read_module_config(folder: str | os.PathLike, name: str) -> dict:
         raise AvsError(f"{folder}: no {name}.json (the {name}'s config)")
     try:
         return json.loads(f.read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise AvsError(f"{f}: not a saved {name} config ({e})") from None
 
 
@@ -248,7 +248,12 @@ def load_module_weights(module, folder: str | os.PathLike, name: str, prefix: st
     f = Path(folder) / f"{name}.safetensors"
     if not f.is_file():
         raise AvsError(f"{f}: missing (the {name}'s weights)")
-    state = {prefix + k: v for k, v in load_file(str(f)).items()}
+    from safetensors import SafetensorError
+
+    try:
+        state = {prefix + k: v for k, v in load_file(str(f)).items()}
+    except (SafetensorError, OSError) as e:
+        raise AvsError(f"{f}: not a readable safetensors file ({e})") from None
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     bad = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or bad:

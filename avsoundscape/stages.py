@@ -23,9 +23,10 @@ from .train import Trainer, TrainConfig
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUNTIME_KEYS', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VOCODER_EXTRAS',
-           'load_pairs', 'cached_latents', 'cached_features', 'LatentPairs', 'stage_config', 'StylizerModel',
-           'train_ldm', 'train_encoders', 'VAEObjective', 'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
+__all__ = ['log', 'RUNTIME_KEYS', 'RUN_FILE', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES',
+           'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'cached_features', 'LatentPairs', 'stage_config',
+           'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm', 'train_encoders', 'VAEObjective',
+           'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -135,6 +136,48 @@ def stage_config(params: dict, group: str, extras: dict | None = None) -> tuple[
     g = params[group]
     return TrainConfig(**{k: v for k, v in g.items() if k in known}), merge_params(extras, {k: v for k, v in g.items() if k in extras})
 
+# %% ../nbs/09a_stages.ipynb #ceb25833
+RUN_FILE = "RUN.json"  # in a stage's checkpoint folder: the fingerprint of the run that wrote the checkpoints
+
+
+def run_fingerprint(params: dict, groups, paths) -> str:
+    "sha256 of the params `groups` a stage reads and of every file under `paths` (name, size and bytes); a missing path counts as absent."
+    h = hashlib.sha256(json.dumps({g: params.get(g) for g in groups}, sort_keys=True, default=str).encode())
+    for root in map(Path, paths):
+        files = ([root] if root.is_file() else
+                 sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts) if root.is_dir() else [])
+        h.update(f"{root.name}:{len(files)}\0".encode())
+        for f in files:
+            h.update(f"{f.relative_to(root) if f != root else f.name}:{f.stat().st_size}\0".encode())
+            with open(f, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()
+
+
+def resume_or_restart(out_dir: str | os.PathLike, fingerprint: str) -> bool:
+    "True when `out_dir` holds checkpoints of the run `fingerprint` names (continue them); another run's checkpoints and loss log are removed. Records `fingerprint`."
+    import shutil
+
+    from avsoundscape.train import list_checkpoints
+
+    out_dir = Path(out_dir)
+    ck, run = out_dir / "checkpoints", out_dir / "checkpoints" / RUN_FILE
+    try:
+        old = json.loads(run.read_text()).get("fingerprint") if run.is_file() else None
+    except (json.JSONDecodeError, AttributeError):
+        old = None
+    if list_checkpoints(out_dir) and old == fingerprint:
+        log.info("%s: checkpoints of this same run: resuming", ck)
+        return True
+    if list_checkpoints(out_dir):
+        log.warning("%s: checkpoints of another run (other params, data or code): starting over", ck)
+    shutil.rmtree(ck, ignore_errors=True)
+    (out_dir / "metrics.csv").unlink(missing_ok=True)  # the loss log of a run that is not continued
+    ck.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    return False
+
 # %% ../nbs/09a_stages.ipynb #7b106347
 class StylizerModel(nn.Module):
     "The trainable part of a Stylizer: audio encoder, image encoder, denoiser."
@@ -226,21 +269,22 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     reader, bg_reader = model.audio.room_reader, model.audio.background_reader
     pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if bg_reader is not None else ())
     data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
-    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND})
+    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND, "workers": 1})
+    workers = extras["workers"]  # processes the simulations run on (what they draw does not depend on it)
     trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
-    beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]])
+    beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]], workers=workers)
             if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
     if reader is not None:  # dry voices through statistical rooms over that noise: labels known by construction
         room = extras["room"]
-        feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed), room["examples"], seed=cfg.seed,
-                                         snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds)
+        feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed, workers=workers), room["examples"],
+                                         seed=cfg.seed, snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds, workers=workers)
         fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
                             progress=progress)
         best.audio.room_reader.load_state_dict(fitted.state_dict())
     if bg_reader is not None:  # the same speech over the recordings' own non-speech stretches: the noise is known by construction
         bg = extras["background"]
-        mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed)
+        mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed, workers=workers)
         fitted = train_background(mel_db, label_db, out_dir / "background", steps=bg["steps"], seed=cfg.seed,
                                   resume=resume, progress=progress)
         best.audio.background_reader.load_state_dict(fitted.state_dict())

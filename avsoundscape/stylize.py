@@ -70,7 +70,14 @@ def load_component(name: str, folder: str | os.PathLike, device="cpu") -> nn.Mod
     folder = Path(folder)
     if not folder.is_dir():
         raise AvsError(f"{folder}: missing {name} component folder")
-    return _io(name)[1](folder, device=device).eval()
+    try:
+        return _io(name)[1](folder, device=device).eval()
+    except AvsError as e:
+        if str(folder) in str(e):
+            raise
+        raise AvsError(f"{folder}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:  # a config no module can be built from
+        raise AvsError(f"{folder}: cannot build the {name} from its saved config ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/08_stylize.ipynb #e3348c85
 def window_starts(n: int, window: int, overlap: int) -> list[int]:
@@ -128,9 +135,12 @@ def _as_image(x, name: str) -> torch.Tensor:
     if isinstance(x, (str, os.PathLike)):
         from PIL import Image, UnidentifiedImageError
         try:
-            x = np.asarray(Image.open(x).convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:
-            raise AvsError(f"{x}: cannot read the scene image ({e})") from None
+            img = Image.open(x)
+            if img.mode != "RGB":
+                log.info("%s: %s image converted to RGB", x, img.mode)
+            x = np.array(img.convert("RGB"))  # a writable copy
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+            raise AvsError(f"{x}: cannot read the scene image ({e})") from None  # PIL reports a corrupt file in any of these
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise AvsError(f"{name}: expected an RGB image (H, W, 3), got shape {tuple(x.shape)}")
@@ -319,7 +329,12 @@ class Stylizer:
         meta_file = folder / "avsoundscape.json"
         if not meta_file.is_file():
             raise AvsError(f"{folder}: not an avsoundscape checkpoint (no avsoundscape.json)")
-        meta = json.loads(meta_file.read_text())
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AvsError(f"{meta_file}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise AvsError(f"{meta_file}: expected a JSON object")
         missing = [n for n in COMPONENTS if not (folder / n).is_dir()]
         if missing:
             raise AvsError(f"{folder}: incomplete checkpoint, missing component folder(s): {', '.join(missing)}")

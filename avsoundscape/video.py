@@ -5,6 +5,7 @@
 # %% ../nbs/02_video.ipynb #0ed22210
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     try:
-        return av.open(str(path))
+        return av.open(str(path), metadata_errors="replace")  # a corrupt tag is not worth a crash
     except av.FFmpegError as e:
         raise VideoError(f"{path}: cannot open as a video (corrupt, truncated or not a media file: {e.strerror or e})") from None
 
@@ -55,9 +56,12 @@ def _open(path: Path):
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     "The streams, duration, frame rate, size and audio format of a video file."
     path = Path(path)
-    with _open(path) as c:
+    with _open(path) as c, _read_errors(path):
         v = c.streams.video[0] if c.streams.video else None
         a = c.streams.audio[0] if c.streams.audio else None
+        for kind, s in (("video", v), ("audio", a)):
+            if s is not None and s.codec_context is None:
+                raise VideoError(f"{path}: its {kind} stream has a codec FFmpeg cannot decode")
         duration = float(c.duration / 1_000_000) if c.duration else 0.0
         return VideoInfo(str(path), duration, v is not None, a is not None,
                          fps=float(v.average_rate) if v is not None and v.average_rate else None,
@@ -110,6 +114,17 @@ def _video_stream(c, path: Path):
     return s
 
 
+@contextlib.contextmanager
+def _read_errors(path: Path):
+    "FFmpeg's errors while reading `path` (seeking, decoding, converting) as a `VideoError` naming it."
+    import av
+
+    try:
+        yield
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: corrupt or truncated video ({e.strerror or e})") from None
+
+
 def _decode_frames(c, s, path: Path):
     import av
 
@@ -126,7 +141,7 @@ def read_frames_at(path: str | os.PathLike, times, size=None) -> torch.Tensor:
     path = Path(path)
     times = [float(t) for t in np.atleast_1d(times)]
     out = []
-    with _open(path) as c:
+    with _open(path) as c, _read_errors(path):
         s = _video_stream(c, path)
         duration = float(c.duration / 1_000_000) if c.duration else None
         for t in times:
@@ -148,7 +163,7 @@ def read_video_frames(path: str | os.PathLike, fps: float = 4.0, size=None, star
                       end: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "Frames sampled at `fps` from `start` to `end` -> (uint8 (N, H, W, 3), times (N,) in seconds)."
     path = Path(path)
-    with _open(path) as c:
+    with _open(path) as c, _read_errors(path):
         s = _video_stream(c, path)
         duration = float(c.duration / 1_000_000) if c.duration else None
         stop = min(end, duration) if (end is not None and duration) else (end or duration)

@@ -106,3 +106,81 @@ def test_report_opens_in_headless_chromium(tiny_run):
     r = subprocess.run([*flags, "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and shot.stat().st_size > 20_000, r.stderr[-2000:]
+
+
+def _printed(notebook: Path) -> str:
+    "What an executed notebook's cells printed (their stream outputs), not their source."
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def _variant(tiny_run, dst: Path, ldm: dict):
+    "A copy of the finished tiny project (its DVC cache included) with the `ldm` params group updated."
+    proj, _ = tiny_run
+    shutil.copytree(proj, dst, symlinks=True)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["ldm"].update(ldm)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return dst, env
+
+
+def test_killed_dvc_repro_resumes_ldm_and_ends_as_an_uninterrupted_run(tiny_run, tmp_path):
+    "Kill `dvc repro` while `ldm` trains; the next `dvc repro` continues from the last checkpoint (not step 0) and"
+    "ends with the metrics of a run that was never interrupted (separate copies: no run cache to restore from)."
+    import json
+    import signal
+    import time
+
+    ldm = {"steps": 160, "ckpt_every": 20}
+    whole, env = _variant(tiny_run, tmp_path / "whole", ldm)
+    r = subprocess.run(["dvc", "repro", "ldm"], cwd=whole, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    killed, env = _variant(tiny_run, tmp_path / "killed", ldm)
+    ck = killed / "results" / "ldm" / "checkpoints"
+    steps = lambda: {c.name for c in ck.iterdir() if c.name.startswith("step-")} if ck.is_dir() else set()
+    before = steps()  # the tiny run's own checkpoint: another run's, to be replaced
+    p = subprocess.Popen(["dvc", "repro", "ldm"], cwd=killed, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not steps() - before:
+        assert p.poll() is None, "dvc repro ended before the first checkpoint"
+        assert time.time() - t0 < 600, "no checkpoint after 10 minutes"
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # dvc, papermill and the kernel, mid-training
+    p.wait()
+    done = sorted(c.name for c in ck.iterdir() if c.name.startswith("step-"))
+    assert done and done[-1] != "step-0000160", done  # killed before the end
+    r = subprocess.run(["dvc", "repro", "ldm"], cwd=killed, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = _printed(killed / "results" / "ldm" / "ldm.ipynb")
+    assert "resumed from a checkpoint of this run" in log and "from step 0" not in log, log
+    a, b = (json.loads((d / "results" / "ldm" / "metrics.json").read_text()) for d in (whole, killed))
+    assert a["steps"] == b["steps"] == 160
+
+    def leaves(x, pre=""):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield from leaves(v, f"{pre}/{k}")
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            yield pre, float(x)
+
+    la, lb = dict(leaves(a)), dict(leaves(b))
+    assert la.keys() == lb.keys() and la
+    for k in la:  # resumption is exact on the CPU (the Trainer's own resume test); the tolerance only absorbs printing
+        assert abs(la[k] - lb[k]) <= 1e-5 * max(1.0, abs(la[k])), (k, la[k], lb[k])
+    rows = (killed / "results" / "ldm" / "metrics.csv").read_text().splitlines()
+    assert rows == (whole / "results" / "ldm" / "metrics.csv").read_text().splitlines()  # one loss log, no step twice
+
+
+def test_ldm_checkpoints_of_other_params_are_not_resumed(tiny_run, tmp_path):
+    "Checkpoints persist between runs for resuming; a run with other params must start over, not continue them."
+    proj, env = _variant(tiny_run, tmp_path / "other", {"lr": 0.0004})
+    stale = sorted(c.name for c in (proj / "results" / "ldm" / "checkpoints").iterdir() if c.name.startswith("step-"))
+    assert stale, "the tiny run left no ldm checkpoint to test with"
+    r = subprocess.run(["dvc", "repro", "ldm"], cwd=proj, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = _printed(proj / "results" / "ldm" / "ldm.ipynb")
+    assert "from step 0" in log and "resumed" not in log, log
