@@ -122,18 +122,14 @@ def _read_errors(path: Path):
     try:
         yield
     except av.FFmpegError as e:
-        raise VideoError(f"{path}: corrupt or truncated video ({e.strerror or e})") from None
+        raise VideoError(f"{path}: corrupt or truncated video stream ({e.strerror or e})") from None
 
 
 def _decode_frames(c, s, path: Path):
-    import av
-
-    try:
-        for frame in c.decode(s):
-            if frame.time is not None:
-                yield frame
-    except av.FFmpegError as e:
-        raise VideoError(f"{path}: corrupt or truncated video stream ({e.strerror or e})") from None
+    "The decoded frames of stream `s` that have a time (callers read inside `_read_errors`)."
+    for frame in c.decode(s):
+        if frame.time is not None:
+            yield frame
 
 # %% ../nbs/02_video.ipynb #437317ee
 def read_frames_at(path: str | os.PathLike, times, size=None) -> torch.Tensor:

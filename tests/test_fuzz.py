@@ -49,10 +49,10 @@ def test_fuzz_briefly(target, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(FUZZ / "corpus" / target, corpus)
     seeds = len(list(corpus.iterdir()))
-    r = subprocess.run([sys.executable, str(FUZZ / "readers.py"), target, str(corpus), f"-max_total_time={SECONDS}",
+    r = subprocess.run([sys.executable, str(FUZZ / "readers.py"), target, str(corpus), f"-max_total_time={SECONDS}", "-seed=1",  # a fixed mutation order: a finding here reproduces
                         "-timeout=20", "-rss_limit_mb=4096", f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
                        capture_output=True, text=True, timeout=SECONDS + 120,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
     found = sorted(p.name for p in tmp_path.glob("*-*") if p.is_file())
     assert r.returncode == 0, f"fuzzing {target} found {found}:\n{r.stderr[-4000:]}"
     runs = re.search(r"stat::number_of_executed_units: (\d+)", r.stderr)

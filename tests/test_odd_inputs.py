@@ -66,7 +66,7 @@ def test_a_0_3_s_input_comes_back_0_3_s(ck, files, tmp_path):
     r, out = stylize(ck, tmp_path, files / "short.wav", "--scene-image", files / "gray.png")
     assert r.returncode == 0, r.stderr
     y, _ = sf.read(out)
-    assert len(y) == len(sf.read(files / "short.wav")[0]) and np.abs(y).max() <= 1.0
+    assert len(y) == len(sf.read(files / "short.wav")[0]) and np.abs(y).max() > 0  # the speech came through
 
 
 def test_a_scene_shorter_than_the_window_is_looped_with_a_note(ck, files, tmp_path):
