@@ -19,7 +19,7 @@ from .core import AvsError, fork_map
 # %% auto #0
 __all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'SIM_CHUNK', 'DRY_BATCH', 'rt60_features', 'RT60Estimator', 'fit_simulated', 'train_rt60',
            'coloured_noise', 'join_stretches', 'usable_beds', 'simulate_chunked', 'simulate_labelled', 'simulate_rooms',
-           'dry_speech']
+           'draw_simulated_room', 'room_bank', 'dry_speech']
 
 # %% ../nbs/05c_room.ipynb #ccbbca54
 FLOOR_DB = 80.0
@@ -137,8 +137,9 @@ def simulate_labelled(one, n: int, seed: int, workers: int = 1) -> tuple[torch.T
 
 def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1, 2.5), drr_range=(-6.0, 12.0),
                    snr_range=(0.0, 30.0), seconds: float | None = None, beds: dict | None = None,
-                   p_bed: float = 0.7, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    "`n` examples from speech clips (N, samples) joined to `seconds` (default: the clips' length): (features (n, 64, frames), log RT60 (n,)) of statistical rooms plus noise: with probability `p_bed` a recording's own non-speech stretches (`beds`, by video, as `background.noise_stretches` cuts them), else coloured noise. The same for any number of `workers`."
+                   p_bed: float = 0.7, bank: list[np.ndarray] | None = None, p_bank: float = 0.5,
+                   workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` examples from speech clips (N, samples) joined to `seconds` (default: the clips' length): (features (n, 64, frames), log RT60 (n,)) of rooms plus noise. A room is, with probability `p_bank`, one of the simulated impulse responses of `bank` (`room_bank`), else a statistical room; the noise is, with probability `p_bed`, a recording's own non-speech stretches (`beds`, by video, as `background.noise_stretches` cuts them), else coloured noise. The same for any number of `workers`."
     from avsoundscape.scenes import rt60_of
 
     x = torch.as_tensor(speech, dtype=torch.float64).numpy()
@@ -148,13 +149,59 @@ def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1,
 
     def one(rng):
         dry = np.concatenate([x[int(rng.integers(len(x)))] for _ in range(-(-L // x.shape[1]))])[:L]
-        h, _ = draw_room(rng, rt60_range, drr_range)
+        h = bank[int(rng.integers(len(bank)))] if bank and rng.random() < p_bank else draw_room(rng, rt60_range, drr_range)[0]
         wet = fftconvolve(dry, h)[:L]
         noise = join_stretches(beds[int(rng.integers(len(beds)))], L, rng) if beds and rng.random() < p_bed else coloured_noise(L, rng)
         noise *= np.sqrt(np.mean(wet ** 2) / max(np.mean(noise ** 2), 1e-20) / 10 ** (rng.uniform(*snr_range) / 10))
         return torch.from_numpy((wet + noise).astype(np.float32)), float(np.log(rt60_of(h)))
 
     return simulate_labelled(one, n, seed, workers)
+
+# %% ../nbs/05c_room.ipynb #23a2c958
+def draw_simulated_room(rng: np.random.Generator, rt60_range=(0.15, 2.5), p_indoor: float = 0.7):
+    "A generic room to simulate (`scenes.Room`): with probability `p_indoor` a shoebox of random size whose absorption gives a log-uniform RT60 over `rt60_range` (Sabine, varied per surface), else an open space."
+    from avsoundscape.scenes import SPEED_OF_SOUND, SURFACES, Room, _areas
+
+    if rng.random() < p_indoor:
+        L = np.exp(rng.uniform(np.log(2.5), np.log(40.0)))
+        W = np.exp(rng.uniform(np.log(2.0), np.log(min(L, 25.0))))
+        dims = np.array([L, W, rng.uniform(2.2, min(12.0, max(2.5, 0.4 * (L + W))))])
+        rt60 = float(np.exp(rng.uniform(*np.log(rt60_range))))
+        areas = _areas(dims)
+        mean = 24 * np.log(10) * np.prod(dims) / (SPEED_OF_SOUND * rt60 * areas.sum())  # Sabine
+        w = rng.uniform(0.5, 2.0, 6)
+        e = np.clip(mean * w * areas.sum() / (w * areas).sum(), 0.02, 0.95)
+        e_mean = float((e * areas).sum() / areas.sum())
+        order = min(int(np.ceil(SPEED_OF_SOUND * rt60 / dims.min() - 1)), int(np.ceil(45 / (-10 * np.log10(1 - e_mean)))), 60)
+        m = min(0.5, dims[1] / 4)
+        for _ in range(100):
+            src = np.array([rng.uniform(m, dims[0] - m), rng.uniform(m, dims[1] - m), rng.uniform(1.2, min(2.0, dims[2] - 0.3))])
+            mic = np.array([rng.uniform(m, dims[0] - m), rng.uniform(m, dims[1] - m), rng.uniform(1.0, min(1.8, dims[2] - 0.3))])
+            if np.linalg.norm(src - mic) >= min(1.0, dims.min() / 2):
+                break
+        return Room(dims.tolist(), dict(zip(SURFACES, e.tolist())), max(order, 2), src.tolist(), mic.tolist(), True, rt60)
+    dims = np.array([rng.uniform(6.0, 30.0), rng.uniform(5.0, 20.0), 30.0])
+    e = {**{s: rng.uniform(0.6, 0.97) for s in SURFACES[:4]}, "floor": rng.uniform(0.02, 0.8), "ceiling": 1.0}
+    mic = np.array([rng.uniform(0.2, 0.8) * dims[0], rng.uniform(0.2, 0.8) * dims[1], rng.uniform(1.2, 1.8)])
+    d, a = rng.uniform(0.8, 6.0), rng.uniform(0, 2 * np.pi)
+    src = np.array([np.clip(mic[0] + d * np.cos(a), 0.5, dims[0] - 0.5), np.clip(mic[1] + d * np.sin(a), 0.5, dims[1] - 0.5),
+                    rng.uniform(1.2, 1.9)])
+    return Room(dims.tolist(), e, 12, src.tolist(), mic.tolist(), False, None)
+
+
+def room_bank(n: int, seed: int = 0, workers: int = 1, rt60_range=(0.1, 3.0)) -> list[np.ndarray]:
+    "`n` impulse responses of `draw_simulated_room` rooms (`scenes.room_rir`) whose measured RT60 lies in `rt60_range` (a room outside it is drawn again: a truncated image-source sum can ring far longer than its design), room `i` from the generator `[seed, i]`: the same for any number of `workers`."
+    from avsoundscape.scenes import room_rir, rt60_of
+
+    def one(i: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, i])
+        for _ in range(50):
+            h = room_rir(draw_simulated_room(rng))
+            if rt60_range[0] <= rt60_of(h) <= rt60_range[1]:
+                return h
+        raise AvsError(f"room bank: 50 simulated rooms in a row measured outside RT60 {rt60_range} s")
+
+    return fork_map(one, range(n), workers)
 
 # %% ../nbs/05c_room.ipynb #f8291e72
 DRY_BATCH = 4  # speech tracks drawn at a time (each from its own generator): the clips do not depend on the number of workers

@@ -252,7 +252,8 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     return out_dir / "model"
 
 # %% ../nbs/09a_stages.ipynb #04e1dec7
-ENCODER_ROOM = {"examples": 3000, "steps": 800, "speech_seconds": 600.0}  # the room reader's simulated examples, training steps, dry speech
+ENCODER_ROOM = {"examples": 3000, "steps": 800, "speech_seconds": 600.0,  # the room reader's simulated examples, training steps, dry speech,
+                "simulated_rooms": 400, "p_simulated": 0.5}  # and its bank of simulated rooms (`room.room_bank`), the share of examples in them
 ENCODER_BACKGROUND = {"examples": 4000, "steps": 1000}  # the background reader's
 
 
@@ -262,7 +263,7 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     from avsoundscape.conditioning import build_conditioner, save_conditioner
     from avsoundscape.contrastive import AVContrastive
     from avsoundscape.background import noise_stretches, simulate_backgrounds, train_background
-    from avsoundscape.room import ROOM_SECONDS, dry_speech, simulate_rooms, train_rt60
+    from avsoundscape.room import ROOM_SECONDS, dry_speech, room_bank, simulate_rooms, train_rt60
 
     out_dir = Path(out_dir)
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
@@ -277,8 +278,10 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
             if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
     if reader is not None:  # dry voices through statistical rooms over that noise: labels known by construction
         room = extras["room"]
+        bank = room_bank(room["simulated_rooms"], seed=cfg.seed, workers=workers)
         feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed, workers=workers), room["examples"],
-                                         seed=cfg.seed, snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds, workers=workers)
+                                         seed=cfg.seed, snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds, bank=bank,
+                                         p_bank=room["p_simulated"], workers=workers)
         fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
                             progress=progress)
         best.audio.room_reader.load_state_dict(fitted.state_dict())

@@ -1,6 +1,7 @@
 """How far the waveform render could go with perfect scene readings: DSP matching against the same recipe (the input
 through a statistical room + Gaussian noise of a mel power spectrum) given the condition scene's true RT60, true DRR or
-true ambience power (from SynthScapes' truth files), one at a time and all together, paired over the same test cases.
+true ambience power (from SynthScapes' truth files), one at a time and all together, and given the scene's own impulse
+response in place of any statistical room (the RT60 column's floor when the room is exact), paired over the same test cases.
 It tells which reading is worth learning (a diagnostic for the issue "Win on sound"; no method uses the truth).
 Run after `dvc repro rt60`: `python bench/bounds.py` (about 3 minutes on 2 cores)."""
 from __future__ import annotations
@@ -20,7 +21,7 @@ def main() -> dict:
     from avsoundscape.audio import LogMel, load_audio
     from avsoundscape.evaluate import stoi_pesq
     from avsoundscape.baselines import dsp_match
-    from avsoundscape.render import WaveformRender, background_power
+    from avsoundscape.render import StreamingRoom, WaveformRender, background_power, band_noise
     from avsoundscape.rt60 import load_rt60
     from avsoundscape.synthscapes import load_metas
     from avsoundscape.testset import build_cases, mean_ci, score_output
@@ -37,6 +38,10 @@ def main() -> dict:
             powers[c.scene_video] = (torch.exp(lm(amb)) ** 2).mean(-1)
         return powers[c.scene_video]
 
+    def own_room(c):  # the input through the condition scene's own impulse response (the room exactly), measured background
+        rir = load_audio(SYNTH / metas[c.scene_video]["truth"]["rir"], allow_silent=True).numpy()
+        return StreamingRoom(rir).push(c.input) + band_noise(background_power(c.cond_wav), len(c.input), np.random.default_rng(0))
+
     # DSP matching's recipe with the readings given (the waveform renderer with the measured-ambience path)
     render = lambda c, rt60, drr_db, power: WaveformRender(rt60, power, "measured", drr_db, seed=0).push(c.input)
     drr = lambda c: metas[c.scene_video]["drr_db"]
@@ -45,7 +50,8 @@ def main() -> dict:
                "true RT60": lambda c: render(c, c.rt60, 0.0, background_power(c.cond_wav)),
                "true RT60 + true DRR": lambda c: render(c, c.rt60, drr(c), background_power(c.cond_wav)),
                "true ambience power": lambda c: render(c, blind(c), 0.0, true_power(c)),
-               "all three true": lambda c: render(c, c.rt60, drr(c), true_power(c))}
+               "all three true": lambda c: render(c, c.rt60, drr(c), true_power(c)),
+               "the scene's own impulse response": own_room}
     rows = {k: [] for k in methods}
     for c in cases:
         for k, f in methods.items():
