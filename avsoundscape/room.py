@@ -160,26 +160,17 @@ def simulate_rooms(speech: torch.Tensor, n: int, seed: int = 0, rt60_range=(0.1,
 # %% ../nbs/05c_room.ipynb #23a2c958
 def draw_simulated_room(rng: np.random.Generator, rt60_range=(0.15, 2.5), p_indoor: float = 0.7):
     "A generic room to simulate (`scenes.Room`): with probability `p_indoor` a shoebox of random size whose absorption gives a log-uniform RT60 over `rt60_range` (Sabine, varied per surface), else an open space."
-    from avsoundscape.scenes import SPEED_OF_SOUND, SURFACES, Room, _areas
+    from avsoundscape.scenes import SURFACES, Room, place_pair, sabine_absorption
 
     if rng.random() < p_indoor:
         L = np.exp(rng.uniform(np.log(2.5), np.log(40.0)))
         W = np.exp(rng.uniform(np.log(2.0), np.log(min(L, 25.0))))
         dims = np.array([L, W, rng.uniform(2.2, min(12.0, max(2.5, 0.4 * (L + W))))])
         rt60 = float(np.exp(rng.uniform(*np.log(rt60_range))))
-        areas = _areas(dims)
-        mean = 24 * np.log(10) * np.prod(dims) / (SPEED_OF_SOUND * rt60 * areas.sum())  # Sabine
-        w = rng.uniform(0.5, 2.0, 6)
-        e = np.clip(mean * w * areas.sum() / (w * areas).sum(), 0.02, 0.95)
-        e_mean = float((e * areas).sum() / areas.sum())
-        order = min(int(np.ceil(SPEED_OF_SOUND * rt60 / dims.min() - 1)), int(np.ceil(45 / (-10 * np.log10(1 - e_mean)))), 60)
-        m = min(0.5, dims[1] / 4)
-        for _ in range(100):
-            src = np.array([rng.uniform(m, dims[0] - m), rng.uniform(m, dims[1] - m), rng.uniform(1.2, min(2.0, dims[2] - 0.3))])
-            mic = np.array([rng.uniform(m, dims[0] - m), rng.uniform(m, dims[1] - m), rng.uniform(1.0, min(1.8, dims[2] - 0.3))])
-            if np.linalg.norm(src - mic) >= min(1.0, dims.min() / 2):
-                break
-        return Room(dims.tolist(), dict(zip(SURFACES, e.tolist())), max(order, 2), src.tolist(), mic.tolist(), True, rt60)
+        e, order = sabine_absorption(dims, rt60, rng.uniform(0.5, 2.0, 6), max_order=60)
+        h = dims[2] - 0.3
+        src, mic = place_pair(rng, dims, min(0.5, dims[1] / 4), ((1.2, min(2.0, h)), (1.0, min(1.8, h))), min(1.0, dims.min() / 2))
+        return Room(dims.tolist(), dict(zip(SURFACES, e.tolist())), order, src.tolist(), mic.tolist(), True, rt60)
     dims = np.array([rng.uniform(6.0, 30.0), rng.uniform(5.0, 20.0), 30.0])
     e = {**{s: rng.uniform(0.6, 0.97) for s in SURFACES[:4]}, "floor": rng.uniform(0.02, 0.8), "ceiling": 1.0}
     mic = np.array([rng.uniform(0.2, 0.8) * dims[0], rng.uniform(0.2, 0.8) * dims[1], rng.uniform(1.2, 1.8)])

@@ -13,8 +13,8 @@ from .core import AvsError
 
 # %% auto #0
 __all__ = ['SURFACES', 'CATEGORIES', 'CATEGORY_NAMES', 'SPLITS', 'STREAMS', 'SPEED_OF_SOUND', 'OUTDOOR_ORDER', 'Category',
-           'rng_for', 'category_for', 'split_counts', 'splits_for', 'Room', 'draw_indoor_room', 'draw_outdoor_room',
-           'draw_room', 'room_rir', 'rt60_of', 'drr_of']
+           'rng_for', 'category_for', 'split_counts', 'splits_for', 'Room', 'sabine_absorption', 'place_pair',
+           'draw_indoor_room', 'draw_outdoor_room', 'draw_room', 'room_rir', 'rt60_of', 'drr_of']
 
 # %% ../nbs/03a_scenes.ipynb #281e7d6d
 SURFACES = ("west", "east", "south", "north", "floor", "ceiling")  # pyroomacoustics' shoebox walls
@@ -111,7 +111,18 @@ def _areas(dims) -> np.ndarray:
     return np.array([W * H, W * H, L * H, L * H, L * W, L * W])
 
 
-def _place(rng, dims, margin, heights, min_dist) -> tuple[np.ndarray, np.ndarray]:
+def sabine_absorption(dims, rt60: float, weights: np.ndarray, max_order: int) -> tuple[np.ndarray, int]:
+    "Per-surface absorption (`SURFACES` order) giving a shoebox of `dims` the design `rt60` by Sabine's formula, shared out by `weights` and clipped to 0.02-0.95, and the image-source order (2 to `max_order`) that reaches that decay."
+    areas = _areas(dims)
+    mean = 24 * np.log(10) * np.prod(dims) / (SPEED_OF_SOUND * rt60 * areas.sum())  # Sabine
+    e = np.clip(mean * weights * areas.sum() / (weights * areas).sum(), 0.02, 0.95)
+    e_mean = float((e * areas).sum() / areas.sum())
+    order = min(int(np.ceil(SPEED_OF_SOUND * rt60 / np.min(dims) - 1)), int(np.ceil(45 / (-10 * np.log10(1 - e_mean)))), max_order)
+    return e, max(order, 2)
+
+
+def place_pair(rng, dims, margin, heights, min_dist) -> tuple[np.ndarray, np.ndarray]:
+    "A source and a microphone in a room of `dims`, `margin` from the walls, at `heights` ((lo, hi) each), at least `min_dist` apart."
     for _ in range(100):
         src = np.array([rng.uniform(margin, dims[0] - margin), rng.uniform(margin, dims[1] - margin), rng.uniform(*heights[0])])
         mic = np.array([rng.uniform(margin, dims[0] - margin), rng.uniform(margin, dims[1] - margin), rng.uniform(*heights[1])])
@@ -124,14 +135,9 @@ def draw_indoor_room(cat: Category, rng: np.random.Generator) -> Room:
     "A shoebox room of category `cat`: size, per-surface absorption from a design RT60, positions."
     dims = np.array([rng.uniform(*r) for r in cat.size])
     rt60 = rng.uniform(*cat.rt60)
-    areas = _areas(dims)
-    mean = 24 * np.log(10) * np.prod(dims) / (SPEED_OF_SOUND * rt60 * areas.sum())  # Sabine
-    w = np.array(cat.surfaces, float) * rng.uniform(0.8, 1.25, 6)
-    e = np.clip(mean * w * areas.sum() / (w * areas).sum(), 0.02, 0.95)
-    e_mean = float((e * areas).sum() / areas.sum())
-    order = min(int(np.ceil(SPEED_OF_SOUND * rt60 / dims.min() - 1)), int(np.ceil(45 / (-10 * np.log10(1 - e_mean)))), 90)
-    src, mic = _place(rng, dims, min(0.5, dims[1] / 4), ((1.45, 1.8), (1.1, 1.7)), min(1.0, dims.min() / 2))
-    return Room(dims.tolist(), dict(zip(SURFACES, e.tolist())), max(order, 2), src.tolist(), mic.tolist(), True, rt60)
+    e, order = sabine_absorption(dims, rt60, np.array(cat.surfaces, float) * rng.uniform(0.8, 1.25, 6), max_order=90)
+    src, mic = place_pair(rng, dims, min(0.5, dims[1] / 4), ((1.45, 1.8), (1.1, 1.7)), min(1.0, dims.min() / 2))
+    return Room(dims.tolist(), dict(zip(SURFACES, e.tolist())), order, src.tolist(), mic.tolist(), True, rt60)
 
 
 def draw_outdoor_room(cat: Category, rng: np.random.Generator) -> Room:

@@ -276,7 +276,7 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     best = trainer.ema_model()
     beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]], workers=workers)
             if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
-    if reader is not None:  # dry voices through statistical rooms over that noise: labels known by construction
+    if reader is not None:  # dry voices through statistical and simulated rooms over that noise: labels known by construction
         room = extras["room"]
         bank = room_bank(room["simulated_rooms"], seed=cfg.seed, workers=workers)
         feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed, workers=workers), room["examples"],

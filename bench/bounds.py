@@ -38,9 +38,12 @@ def main() -> dict:
             powers[c.scene_video] = (torch.exp(lm(amb)) ** 2).mean(-1)
         return powers[c.scene_video]
 
+    rirs = {}  # the impulse response of each scene, read once
+
     def own_room(c):  # the input through the condition scene's own impulse response (the room exactly), measured background
-        rir = load_audio(SYNTH / metas[c.scene_video]["truth"]["rir"], allow_silent=True).numpy()
-        return StreamingRoom(rir).push(c.input) + band_noise(background_power(c.cond_wav), len(c.input), np.random.default_rng(0))
+        if c.scene_video not in rirs:
+            rirs[c.scene_video] = load_audio(SYNTH / metas[c.scene_video]["truth"]["rir"], allow_silent=True).numpy()
+        return StreamingRoom(rirs[c.scene_video]).push(c.input) + band_noise(background_power(c.cond_wav), len(c.input), np.random.default_rng(0))
 
     # DSP matching's recipe with the readings given (the waveform renderer with the measured-ambience path)
     render = lambda c, rt60, drr_db, power: WaveformRender(rt60, power, "measured", drr_db, seed=0).push(c.input)
