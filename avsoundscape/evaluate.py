@@ -254,6 +254,9 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
     if regressor is not None:
         # the ablation of diffusion on the path where the network makes the output (the waveform render needs no sampling)
         methods["regressor (audio-visual), latent render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
+    unknown = [m for m in enhanced_methods if m not in methods]
+    if unknown:  # a misspelt name would silently drop that method from the enhanced rows
+        raise AvsError(f"enhanced_methods: no method {', '.join(map(repr, unknown))} (have: {', '.join(methods)})")
     embed = embedder(stylizer.audio_encoder, stylizer.config["cond_seconds"])
     rows, embs = run_methods(cases, methods, {"dry": lambda c: c.input}, estimator, embed, audio_dir, keep, progress, workers)
     if any(c.enhanced is not None for c in cases):  # the cases whose enhanced speech is not silent
