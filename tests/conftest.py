@@ -1,6 +1,7 @@
 """Shared fixtures: real odd media files written on the fly (soundfile and the ffmpeg CLI)."""
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,17 @@ def speechlike(seconds=2.0, seed=0, sr=16000):
     x = x * env + 0.3 * rng.standard_normal(len(t)) * env * (t * 4 % 1 < 0.15)
     x = 0.5 * x / np.abs(x).max() + 1e-3 * rng.standard_normal(len(t))
     return torch.tensor(x, dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    "The project built once as a wheel (pip wheel, no dependencies) for the packaging tests."
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (whl,) = out.glob("avsoundscape-*.whl")
+    return whl
 
 
 def fixed_mel(frames=16):

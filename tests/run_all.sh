@@ -24,9 +24,9 @@ fi
 echo "export/clean check: clean ($(( $(date +%s) - t0 )) s)"
 
 t1=$(date +%s)
-nbdev_test --n_workers 2
+nbdev_test --n_workers 2 --timing  # each notebook's time
 echo "nbdev_test: passed ($(( $(date +%s) - t1 )) s)"
 
 t2=$(date +%s)
-python -m pytest tests -q -p no:cacheprovider
+python -m pytest tests -q -p no:cacheprovider --durations=0  # each test's time (setup included)
 echo "pytest: $(( $(date +%s) - t2 )) s; whole suite: $(( $(date +%s) - t0 )) s"
