@@ -1,6 +1,6 @@
 # avsoundscape: the two commands of the README, and their helpers.
 #   make repro   install what is missing, then run the main job (dvc repro)
-#                (PROFILE=cpu-long|paper first merges profiles/PROFILE.yaml into params.yaml)
+#                (PROFILE=cpu-long|paper|tiny first merges profiles/PROFILE.yaml into params.yaml)
 #   make test    install what is missing, then run the whole test suite
 #   make bench   the benchmarks of bench/ (after make repro); rewrites the README's performance section
 #   make fuzz    fuzz the file readers longer than the tests do (FUZZ_SECONDS each); grows tests/fuzz/corpus

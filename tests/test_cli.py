@@ -66,7 +66,7 @@ def test_params_profiles_merge_over_params_yaml(tmp_path, capsys):
                 assert merged[group][k] == v
     assert merged["model"]["clip_seconds"] == 10.24 and merged["frontend"] == base["frontend"]
     assert main(["params", "nope", "--base", str(ROOT / "params.yaml")]) == 1
-    assert "no such profile (have: cpu-long, paper)" in capsys.readouterr().err
+    assert "no such profile (have: cpu-long, paper, tiny)" in capsys.readouterr().err
 
 
 def test_evaluate_cli_on_a_tiny_synthscapes(tmp_path):

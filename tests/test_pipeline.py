@@ -13,7 +13,6 @@ import yaml
 
 from conftest import ROOT
 
-TINY = ROOT / "tests" / "params_tiny.yaml"
 
 
 def _copy_project(dst: Path) -> None:
@@ -32,10 +31,10 @@ def tiny_run(tmp_path_factory):
     proj = tmp_path_factory.mktemp("smoke") / "proj"
     proj.mkdir()
     _copy_project(proj)
-    shutil.copy(TINY, proj / "params.yaml")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     run = lambda *a: subprocess.run(a, cwd=proj, env=env, capture_output=True, text=True)
-    for cmd in (["git", "init", "-q"], ["dvc", "pull", "-q", "data.dvc"], ["dvc", "repro"]):
+    for cmd in (["avsoundscape", "params", "tiny", "-o", "params.yaml"],  # profiles/tiny.yaml merged, as `make repro PROFILE=tiny` does
+                ["git", "init", "-q"], ["dvc", "pull", "-q", "data.dvc"], ["dvc", "repro"]):
         r = run(*cmd)
         assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}"
     return proj, run
