@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import MelConfig, mel_to_audio
-from .codec import check_pretrained_folder
 from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
 
 log = get_logger(__name__)
@@ -24,7 +23,7 @@ __all__ = ['log', 'HIFIGAN_AUDIOLDM', 'HIFIGAN_SIZES', 'VOCODER_KINDS', 'DISCRIM
            'VOCODER_WEIGHTS', 'Vocoder', 'GriffinLimVocoder', 'HifiGanVocoder', 'build_vocoder', 'PeriodDiscriminator',
            'ScaleDiscriminator', 'HifiGanDiscriminator', 'build_discriminator', 'discriminator_loss',
            'feature_matching_loss', 'make_stft_loss', 'generator_loss', 'vocoder_train_step', 'save_vocoder',
-           'load_vocoder', 'load_audioldm_vocoder']
+           'load_vocoder']
 
 # %% ../nbs/05a_vocoder.ipynb #a5e9f802
 class Vocoder(nn.Module):
@@ -310,13 +309,3 @@ def load_vocoder(folder: str | os.PathLike, device="cpu") -> Vocoder:
     "A vocoder saved by `save_vocoder`; errors name the folder and the missing file."
     vocoder = build_vocoder(read_module_config(folder, "vocoder"))
     return load_module_weights(vocoder, folder, "vocoder").to(resolve_device(device)).eval()
-
-# %% ../nbs/05a_vocoder.ipynb #fa7ac3ad
-def load_audioldm_vocoder(folder: str | os.PathLike, device="cpu") -> HifiGanVocoder:
-    "The `hifigan` vocoder with the weights of `folder/vocoder/` (transformers SpeechT5HifiGan layout)."
-    from transformers import SpeechT5HifiGan
-
-    sub = Path(folder) / "vocoder"
-    check_pretrained_folder(sub, "AudioLDM vocoder (SpeechT5HifiGan)", ("model.safetensors", "pytorch_model.bin"))
-    model = SpeechT5HifiGan.from_pretrained(str(sub), local_files_only=True)
-    return HifiGanVocoder(model).to(resolve_device(device)).eval()

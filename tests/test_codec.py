@@ -10,8 +10,9 @@ import torch
 
 from avsoundscape.audio import LogMel
 from avsoundscape.codec import (CODEC_JSON, CODEC_WEIGHTS, DB_PER_NEPER, LOG_FLOOR, TINY_VAE, MelCodec, VAECodec,
-                                build_codec, denormalize_mel, fit_scaling_factor, load_audioldm, load_audioldm_vae,
-                                load_codec, normalize_mel, save_codec, vae_train_step)
+                                build_codec, denormalize_mel, fit_scaling_factor, load_codec, normalize_mel, save_codec,
+                                vae_train_step)
+from avsoundscape.audioldm import load_audioldm, load_audioldm_vae
 from avsoundscape.core import AvsError
 from conftest import fixed_mel, speechlike
 
