@@ -16,11 +16,10 @@ from torch import nn
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel
 from .augment import draw_room
 from .core import AvsError, fork_map
-from .room import coloured_noise, fit_simulated, join_stretches, simulate_chunked, usable_beds
+from .room import coloured_noise, join_stretches, simulate_chunked, usable_beds
 
 # %% auto #0
-__all__ = ['QUANTILES', 'REF', 'BackgroundReader', 'noise_stretches', 'synthetic_noise', 'simulate_backgrounds',
-           'train_background']
+__all__ = ['QUANTILES', 'REF', 'BackgroundReader', 'noise_stretches', 'synthetic_noise', 'simulate_backgrounds']
 
 # %% ../nbs/05d_background.ipynb #186b9b49
 QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.98)
@@ -120,11 +119,3 @@ def simulate_backgrounds(speech: torch.Tensor, stretches: dict[str, list[np.ndar
 
     parts = simulate_chunked(one, n, seed, workers, finish)
     return torch.cat([m for m, _ in parts]), torch.cat([y for _, y in parts])
-
-# %% ../nbs/05d_background.ipynb #910ae243
-def train_background(mel_db: torch.Tensor, label_db: torch.Tensor, out_dir: str | os.PathLike, steps: int = 1000,
-                     batch_size: int = 32, lr: float = 2e-3, seed: int = 0, resume: bool = False, progress: bool = True,
-                     **model_kw) -> BackgroundReader:
-    "Fit a `BackgroundReader` on simulated examples (L1 in dB, `room.fit_simulated`); returns it with its EMA weights."
-    return fit_simulated(lambda: BackgroundReader(**model_kw), mel_db, label_db, out_dir, steps, batch_size, lr, seed,
-                         resume, progress)

@@ -17,8 +17,8 @@ from .augment import draw_room
 from .core import AvsError, fork_map
 
 # %% auto #0
-__all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'SIM_CHUNK', 'DRY_BATCH', 'rt60_features', 'RT60Estimator', 'fit_simulated', 'train_rt60',
-           'coloured_noise', 'join_stretches', 'usable_beds', 'simulate_chunked', 'simulate_labelled', 'simulate_rooms',
+__all__ = ['FLOOR_DB', 'ROOM_SECONDS', 'SIM_CHUNK', 'DRY_BATCH', 'rt60_features', 'RT60Estimator', 'coloured_noise',
+           'join_stretches', 'usable_beds', 'simulate_chunked', 'simulate_labelled', 'simulate_rooms',
            'draw_simulated_room', 'room_bank', 'dry_speech']
 
 # %% ../nbs/05c_room.ipynb #ccbbca54
@@ -65,28 +65,6 @@ class RT60Estimator(nn.Module):
         p = next(self.parameters())
         out = self.eval()(rt60_features(x.to(p.device))).exp()
         return out[0] if wav.dim() == 1 else out
-
-# %% ../nbs/05c_room.ipynb #7717b0e1
-def fit_simulated(build, inputs: torch.Tensor, labels: torch.Tensor, out_dir: str | os.PathLike, steps: int,
-                  batch_size: int = 32, lr: float = 2e-3, seed: int = 0, resume: bool = False,
-                  progress: bool = True) -> nn.Module:
-    "Fit the module `build()` makes (after seeding) to simulated (inputs, labels) with an L1 loss; returns it with its EMA weights."
-    from avsoundscape.train import Trainer, TrainConfig
-
-    torch.manual_seed(seed)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(50, steps), ema_decay=0.99,
-                      ckpt_every=max(steps // 3, 1), seed=seed)
-    data = torch.utils.data.TensorDataset(inputs, labels)
-    loss = lambda m, b: (m(b[0]) - b[1]).abs().mean()
-    return Trainer(build(), data, loss, cfg, out_dir).fit(resume=resume, progress=progress).ema_model()
-
-
-def train_rt60(feats: torch.Tensor, log_rt60: torch.Tensor, out_dir: str | os.PathLike, steps: int = 1500,
-               batch_size: int = 32, lr: float = 2e-3, seed: int = 0, resume: bool = False, progress: bool = True,
-               **model_kw) -> RT60Estimator:
-    "Fit an `RT60Estimator` on simulated examples (`fit_simulated`); returns it with its EMA weights."
-    return fit_simulated(lambda: RT60Estimator(**model_kw), feats, log_rt60, out_dir, steps, batch_size, lr, seed,
-                         resume, progress)
 
 # %% ../nbs/05c_room.ipynb #a10f3376
 ROOM_SECONDS = 2.56  # the room reader's clip: long enough for a 2.5 s tail to show between words

@@ -16,7 +16,7 @@ from torch import nn
 
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
 from .augment import draw_room
-from .room import RT60Estimator, rt60_features, simulate_labelled, train_rt60
+from .room import RT60Estimator, rt60_features, simulate_labelled
 from .core import AvsError, get_logger, load_module_weights, read_module_config, save_module
 from .scenes import rt60_of
 from .synthscapes import SNR_RANGE, load_metas, mix_scene

@@ -262,8 +262,9 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room and background readers (if any) by simulation; returns their folder."
     from avsoundscape.conditioning import build_conditioner, save_conditioner
     from avsoundscape.contrastive import AVContrastive
-    from avsoundscape.background import noise_stretches, simulate_backgrounds, train_background
-    from avsoundscape.room import ROOM_SECONDS, dry_speech, room_bank, simulate_rooms, train_rt60
+    from avsoundscape.background import noise_stretches, simulate_backgrounds
+    from avsoundscape.readers import train_background, train_rt60
+    from avsoundscape.room import ROOM_SECONDS, dry_speech, room_bank, simulate_rooms
 
     out_dir = Path(out_dir)
     model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
