@@ -22,7 +22,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'TINY_VAE', 'AUDIOLDM_VAE', 'CODEC_KINDS', 'CODEC_JSON', 'CODEC_WEIGHTS',
            'normalize_mel', 'denormalize_mel', 'Codec', 'MelCodec', 'VAECodec', 'build_codec', 'vae_loss',
-           'vae_train_step', 'fit_scaling_factor', 'save_codec', 'load_codec']
+           'VAEObjective', 'fit_scaling_factor', 'save_codec', 'load_codec']
 
 # %% ../nbs/05_codec.ipynb #ef5e3a9e
 N_MELS = MelConfig().n_mels
@@ -222,17 +222,16 @@ def vae_loss(codec: VAECodec, mel: torch.Tensor, kl_weight: float = 1e-6, genera
     return {"total": l1 + kl_weight * kl, "rec": l1, "kl": kl}
 
 
-def vae_train_step(codec: VAECodec, opt: torch.optim.Optimizer, mel: torch.Tensor, kl_weight: float = 1e-6,
-                   max_grad_norm: float | None = 1.0, generator=None) -> dict[str, float]:
-    "One optimiser step of `vae_loss` on `mel`; returns the losses as floats."
-    codec.train()
-    losses = vae_loss(codec, mel, kl_weight, generator)
-    opt.zero_grad(set_to_none=True)
-    losses["total"].backward()
-    if max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), max_grad_norm)
-    opt.step()
-    return {k: float(v.detach()) for k, v in losses.items()}
+class VAEObjective(nn.Module):
+    "A VAE codec in training: `forward(mel)` is its `vae_loss` as `loss` (total), `rec` and `kl`."
+
+    def __init__(self, codec: nn.Module, kl_weight: float = 1e-6):
+        super().__init__()
+        self.codec, self.kl_weight = codec, kl_weight
+
+    def forward(self, mel: torch.Tensor) -> dict:
+        out = vae_loss(self.codec, mel, self.kl_weight)
+        return {"loss": out["total"], "rec": out["rec"], "kl": out["kl"]}
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from .core import AvsError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'AVContrastive', 'retrieval_accuracy', 'contrastive_step', 'toy_av_batch']
+__all__ = ['log', 'AVContrastive', 'retrieval_accuracy', 'toy_av_batch']
 
 # %% ../nbs/06a_contrastive.ipynb #5bb97b5e
 class AVContrastive(nn.Module):
@@ -68,18 +68,6 @@ def retrieval_accuracy(logits: torch.Tensor) -> float:
     return float((a2v + v2a) / 2)
 
 
-def contrastive_step(model: AVContrastive, opt: torch.optim.Optimizer, wav, frames,
-                     max_grad_norm: float | None = 1.0) -> dict[str, float]:
-    "One optimiser step of `model.loss` on a batch; returns loss, accuracy and temperature as floats."
-    model.train()
-    loss, logits = model.loss(wav, frames)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
-    opt.step()
-    return {"loss": float(loss.detach()), "accuracy": retrieval_accuracy(logits.detach()),
-            "temperature": float(1.0 / model.logit_scale.detach().clamp(max=model.max_log_scale).exp())}
 
 # %% ../nbs/06a_contrastive.ipynb #4d75dea9
 def toy_av_batch(n: int = 8, n_classes: int = 8, seconds: float = 0.5, image_size: int = 32, seed: int = 0,

@@ -25,8 +25,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'RUNTIME_KEYS', 'RUN_FILE', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES',
            'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'cached_features', 'LatentPairs', 'stage_config',
-           'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm', 'train_encoders', 'VAEObjective',
-           'train_vae', 'RandomSegments', 'VocoderGAN', 'train_vocoder']
+           'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm', 'train_encoders', 'train_vae',
+           'RandomSegments', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #df06de62
 def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
@@ -317,24 +317,10 @@ VAE_EXTRAS = {"kl_weight": 1e-6}
 SCALE_EXAMPLES = 256  # mels the scaling factor is fitted on
 
 
-class VAEObjective(nn.Module):
-    "A VAE codec in training: `forward(mel)` is its `vae_loss` as `loss` (total), `rec` and `kl`."
-
-    def __init__(self, codec: nn.Module, kl_weight: float = 1e-6):
-        super().__init__()
-        self.codec, self.kl_weight = codec, kl_weight
-
-    def forward(self, mel: torch.Tensor) -> dict:
-        from avsoundscape.codec import vae_loss
-
-        out = vae_loss(self.codec, mel, self.kl_weight)
-        return {"loss": out["total"], "rec": out["rec"], "kl": out["kl"]}
-
-
 def train_vae(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
               progress: bool = True) -> Path:
     "Train the VAE codec (stage `vae`); returns the exported codec folder (`load_codec` reads it)."
-    from avsoundscape.codec import VAECodec, build_codec, fit_scaling_factor, save_codec
+    from avsoundscape.codec import VAECodec, VAEObjective, build_codec, fit_scaling_factor, save_codec
 
     out_dir = Path(out_dir)
     torch.manual_seed(_seed_of(params, "vae"))
@@ -373,42 +359,11 @@ class RandomSegments:
         return torch.stack([w[s: s + self.n] for w, s in zip(wav, starts)])
 
 
-class VocoderGAN(nn.Module):
-    "HiFi-GAN in training: `forward(wav, phase)` is the discriminators' loss (`'d'`) or the generator's (`'g'`) on segments `wav`."
-
-    def __init__(self, vocoder: nn.Module, disc: nn.Module, stft_loss: nn.Module | None = None, weights: dict | None = None):
-        from avsoundscape.audio import LogMel
-
-        super().__init__()
-        self.vocoder, self.disc, self.stft_loss, self.weights, self.mel = vocoder, disc, stft_loss, weights, LogMel()
-
-    def logmel(self, wav: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(wav.device.type, enabled=False):  # the STFT in full precision
-            return self.mel(wav.float())
-
-    def forward(self, wav: torch.Tensor, phase: str) -> dict:
-        from avsoundscape.vocoder import discriminator_loss, generator_loss
-
-        with torch.no_grad():
-            mel = self.logmel(wav)
-        real = wav[..., : mel.shape[-1] * self.vocoder.hop_length]
-        if phase == "d":
-            with torch.no_grad():
-                fake = self.vocoder(mel)
-            d = discriminator_loss(self.disc(real), self.disc(fake))
-            return {"loss": d["total"], "real": d["real"], "fake": d["fake"]}
-        fake = self.vocoder(mel)
-        with torch.no_grad():
-            d_real = self.disc(real)
-        g = generator_loss(self.disc(fake), d_real, self.logmel(fake), mel, fake, real, self.stft_loss, self.weights)
-        return {"loss": g.pop("total"), **g}
-
-
 def train_vocoder(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
                   progress: bool = True) -> Path:
     "Train the HiFi-GAN vocoder (stage `vocoder`); returns the exported vocoder folder (`load_vocoder` reads it)."
     from avsoundscape.audio import MelConfig
-    from avsoundscape.vocoder import HifiGanVocoder, build_discriminator, build_vocoder, make_stft_loss, save_vocoder
+    from avsoundscape.vocoder import HifiGanVocoder, VocoderGAN, build_discriminator, build_vocoder, make_stft_loss, save_vocoder
 
     out_dir = Path(out_dir)
     torch.manual_seed(_seed_of(params, "vocoder"))

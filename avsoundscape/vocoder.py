@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import MelConfig, mel_to_audio
+from .audio import LogMel, MelConfig, mel_to_audio
 from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
 
 log = get_logger(__name__)
@@ -22,8 +22,7 @@ log = get_logger(__name__)
 __all__ = ['log', 'HIFIGAN_AUDIOLDM', 'HIFIGAN_SIZES', 'VOCODER_KINDS', 'DISCRIMINATOR_SIZES', 'LOSS_WEIGHTS', 'VOCODER_JSON',
            'VOCODER_WEIGHTS', 'Vocoder', 'GriffinLimVocoder', 'HifiGanVocoder', 'build_vocoder', 'PeriodDiscriminator',
            'ScaleDiscriminator', 'HifiGanDiscriminator', 'build_discriminator', 'discriminator_loss',
-           'feature_matching_loss', 'make_stft_loss', 'generator_loss', 'vocoder_train_step', 'save_vocoder',
-           'load_vocoder']
+           'feature_matching_loss', 'make_stft_loss', 'generator_loss', 'VocoderGAN', 'save_vocoder', 'load_vocoder']
 
 # %% ../nbs/05a_vocoder.ipynb #a5e9f802
 class Vocoder(nn.Module):
@@ -265,36 +264,32 @@ def generator_loss(fake: list, real: list, mel_fake: torch.Tensor, mel_real: tor
     return out
 
 # %% ../nbs/05a_vocoder.ipynb #deff29bd
-def vocoder_train_step(gen: Vocoder, disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                       wav: torch.Tensor, mel_fn, stft_loss: nn.Module | None = None, weights: dict | None = None,
-                       max_grad_norm: float | None = None) -> dict[str, float]:
-    "One HiFi-GAN step (discriminators, then generator) on waveform segments `wav` (B, T); `mel_fn` is the log-mel."
-    gen.train(), disc.train()
-    with torch.no_grad():
-        mel = mel_fn(wav)
-    real = wav[..., : mel.shape[-1] * gen.hop_length]
-    fake = gen(mel)
+class VocoderGAN(nn.Module):
+    "HiFi-GAN in training: `forward(wav, phase)` is the discriminators' loss (`'d'`) or the generator's (`'g'`) on segments `wav`."
 
-    d = discriminator_loss(disc(real), disc(fake.detach()))
-    opt_d.zero_grad(set_to_none=True)
-    d["total"].backward()
-    if max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(disc.parameters(), max_grad_norm)
-    opt_d.step()
+    def __init__(self, vocoder: nn.Module, disc: nn.Module, stft_loss: nn.Module | None = None, weights: dict | None = None):
+        super().__init__()
+        self.vocoder, self.disc, self.stft_loss, self.weights, self.mel = vocoder, disc, stft_loss, weights, LogMel()
 
-    disc.requires_grad_(False)
-    try:
+    def logmel(self, wav: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(wav.device.type, enabled=False):  # the STFT in full precision
+            return self.mel(wav.float())
+
+    def forward(self, wav: torch.Tensor, phase: str) -> dict:
         with torch.no_grad():
-            d_real = disc(real)
-        g = generator_loss(disc(fake), d_real, mel_fn(fake), mel, fake, real, stft_loss, weights)
-    finally:
-        disc.requires_grad_(True)
-    opt_g.zero_grad(set_to_none=True)
-    g["total"].backward()
-    if max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(gen.parameters(), max_grad_norm)
-    opt_g.step()
-    return {**{f"d_{k}": float(v.detach()) for k, v in d.items()}, **{f"g_{k}": float(v.detach()) for k, v in g.items()}}
+            mel = self.logmel(wav)
+        real = wav[..., : mel.shape[-1] * self.vocoder.hop_length]
+        if phase == "d":
+            with torch.no_grad():
+                fake = self.vocoder(mel)
+            d = discriminator_loss(self.disc(real), self.disc(fake))
+            return {"loss": d["total"], "real": d["real"], "fake": d["fake"]}
+        fake = self.vocoder(mel)
+        with torch.no_grad():
+            d_real = self.disc(real)
+        g = generator_loss(self.disc(fake), d_real, self.logmel(fake), mel, fake, real, self.stft_loss, self.weights)
+        return {"loss": g.pop("total"), **g}
+
 
 # %% ../nbs/05a_vocoder.ipynb #19816d93
 VOCODER_JSON, VOCODER_WEIGHTS = "vocoder.json", "vocoder.safetensors"
