@@ -11,113 +11,21 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .augment import SceneAugment
 from .core import AvsError, atomic_path, get_logger, merge_params
 from .diffusion import ConditionalDenoiser, denoiser_loss
+from .loading import LatentPairs, cached_features, cached_latents, load_pairs
 from .train import Trainer, TrainConfig
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'RUNTIME_KEYS', 'RUN_FILE', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES',
-           'VOCODER_EXTRAS', 'load_pairs', 'cached_latents', 'cached_features', 'LatentPairs', 'stage_config',
-           'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm', 'train_encoders', 'train_vae',
-           'RandomSegments', 'train_vocoder']
-
-# %% ../nbs/09a_stages.ipynb #df06de62
-def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple = ()) -> dict:
-    "Every example of `split` under `pairs_dir/shards/<split>/`, stacked: mels, condition audio and first frame, ids (+ `extra` keys)."
-    from avsoundscape.pairs import load_shard
-
-    files = sorted((Path(pairs_dir) / "shards" / split).glob("*.safetensors"))
-    if not files:
-        raise AvsError(f"{pairs_dir}: no {split} shards (shards/{split}/*.safetensors); run `avsoundscape prepare` first")
-    parts = [load_shard(f) for f in files]
-    parts = [s for s in parts if s["examples"]]
-    if not parts:
-        raise AvsError(f"{pairs_dir}: the {split} shards hold no examples")
-    out = {k: torch.cat([s[k] for s in parts]) for k in ("input_mel", "target_mel", "cond_wav", *extra)}
-    out["frame"] = torch.cat([s["cond_frames"][:, 0] for s in parts])
-    out["examples"] = [e for s in parts for e in s["examples"]]
-    out["files"] = files
-    return out
-
-
-def _cache_key(module, files) -> str:
-    "Hash of a module (config and weights) and the shard files (name, size, mtime)."
-    h = hashlib.sha1(json.dumps(module.config, sort_keys=True).encode())
-    for k, v in module.state_dict().items():  # none for the `mel` codec
-        h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    for f in files:
-        h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
-def cached_latents(pairs: dict, codec, cache_dir: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-    "(input latents, target latents) of `pairs` under `codec`, computed once and cached."
-    from safetensors.torch import load_file, save_file
-
-    path = Path(cache_dir) / f"latents-{_cache_key(codec, pairs['files'])}.safetensors"
-    if path.is_file():
-        t = load_file(str(path))
-        return t["input"], t["target"]
-    with torch.no_grad():
-        enc = lambda m: torch.cat([codec.encode(c) for c in m.split(64)])
-        inp, tgt = enc(pairs["input_mel"]), enc(pairs["target_mel"])
-    with atomic_path(path) as tmp:
-        save_file({"input": inp.contiguous(), "target": tgt.contiguous()}, str(tmp))
-    return inp, tgt
-
-
-def cached_features(encoder, inputs: torch.Tensor, files, cache_dir: str | os.PathLike, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    "A frozen condition encoder's backbone features (segments, global) of every input, computed once and cached."
-    from safetensors.torch import load_file, save_file
-
-    path = Path(cache_dir) / f"{name}-{_cache_key(encoder, files)}.safetensors"
-    if path.is_file():
-        t = load_file(str(path))
-        return t["seg"], t["glob"]
-    encoder.eval()
-    with torch.no_grad():
-        parts = [encoder.features(chunk) for chunk in inputs.split(64)]
-    seg, glob = torch.cat([s for s, _ in parts]).float(), torch.cat([g for _, g in parts]).float()
-    with atomic_path(path) as tmp:
-        save_file({"seg": seg.contiguous(), "glob": glob.contiguous()}, str(tmp))
-    return seg, glob
-
-
-class LatentPairs(torch.utils.data.Dataset):
-    "Training examples: input and target latents, and the condition (audio and frame, or a frozen encoder's cached features); `augment` rings target and condition alike, and `encode` (waveform -> latent) then gives the target's latent."
-
-    def __init__(self, pairs: dict, inp: torch.Tensor, tgt: torch.Tensor, audio_feats=None, image_feats=None,
-                 augment: SceneAugment | None = None, encode=None):
-        if augment is not None and (audio_feats is not None or encode is None or "target_wav" not in pairs):
-            raise AvsError("scene augmentation changes the target and condition audio: it needs the target waveforms, "
-                           "an `encode` for the target, and the condition audio uncached")
-        self.p, self.inp, self.tgt, self.audio_feats, self.image_feats = pairs, inp, tgt, audio_feats, image_feats
-        self.augment, self.encode = augment, encode
-
-    def __len__(self):
-        return len(self.inp)
-
-    def __getitem__(self, i):
-        item = {"input": self.inp[i], "target": self.tgt[i]}
-        for kind, raw, feats in (("audio", "cond_wav", self.audio_feats), ("image", "frame", self.image_feats)):
-            if feats is None:
-                item[raw] = self.p[raw][i]
-            else:
-                item[f"{kind}_seg"], item[f"{kind}_glob"] = feats[0][i], feats[1][i]
-        if self.augment is not None:  # rooms drawn from the global RNG, which checkpoints keep: a resumed run draws the same
-            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ())))
-            target, cond, rt60 = self.augment(self.p["target_wav"][i], self.p["cond_wav"][i], rng)
-            if rt60 is not None:
-                with torch.no_grad():
-                    item["target"], item["cond_wav"] = self.encode(target), cond
-        return item
+           'VOCODER_EXTRAS', 'stage_config', 'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm',
+           'train_encoders', 'train_vae', 'RandomSegments', 'train_vocoder']
 
 # %% ../nbs/09a_stages.ipynb #fc724635
 RUNTIME_KEYS = ("threads",)  # read by the pipeline notebooks (torch threads), not by training

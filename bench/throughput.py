@@ -38,14 +38,15 @@ def step_rate(model: torch.nn.Module, loss_fn, batch_size: int, steps: int = 6, 
 
 def training() -> dict:
     "Examples per second per stage (encoders, vae, vocoder, ldm, rt60), default profile settings."
-    from avsoundscape.codec import build_codec
+    from avsoundscape.codec import VAEObjective, build_codec
     from avsoundscape.conditioning import build_conditioner
     from avsoundscape.contrastive import AVContrastive
     from avsoundscape.core import load_params
+    from avsoundscape.loading import load_pairs
     from avsoundscape.rt60 import RT60Estimator, rt60_features
-    from avsoundscape.stages import StylizerModel, VAEObjective, VocoderGAN, load_pairs
+    from avsoundscape.stages import StylizerModel
     from avsoundscape.stylize import build_components
-    from avsoundscape.vocoder import build_discriminator, build_vocoder
+    from avsoundscape.vocoder import VocoderGAN, build_discriminator, build_vocoder
 
     params = load_params("params.yaml")
     torch.manual_seed(0)  # the same initial weights every run

@@ -12,7 +12,8 @@ from avsoundscape.augment import SceneAugment
 from avsoundscape.conditioning import load_conditioner
 from avsoundscape.core import AvsError
 from avsoundscape.room import RT60Estimator
-from avsoundscape.stages import LatentPairs, load_pairs, train_encoders, train_ldm
+from avsoundscape.loading import LatentPairs, load_pairs
+from avsoundscape.stages import train_encoders, train_ldm
 from avsoundscape.stylize import TINY_MODEL, Stylizer, build_components
 from conftest import speechlike
 from test_train_stages import pairs, params  # noqa: F401  (the tiny pairs fixture)

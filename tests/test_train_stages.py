@@ -17,8 +17,8 @@ from avsoundscape.audio import LogMel
 from avsoundscape.codec import build_codec, load_codec
 from avsoundscape.core import AvsError
 from avsoundscape.pairs import save_shard
-from avsoundscape.stages import (LatentPairs, StylizerModel, _cache_key, cached_features, load_pairs, train_ldm,
-                                 train_vae, train_vocoder)
+from avsoundscape.loading import LatentPairs, _cache_key, cached_features, load_pairs
+from avsoundscape.stages import StylizerModel, train_ldm, train_vae, train_vocoder
 from avsoundscape.stylize import TINY_MODEL, Stylizer
 from avsoundscape.train import list_checkpoints
 from avsoundscape.vocoder import load_vocoder
