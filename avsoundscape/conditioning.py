@@ -47,11 +47,6 @@ class CondOutput(NamedTuple):
     mask: torch.Tensor    # (B, n_tokens) bool, True where a token is real
     room: torch.Tensor | None = None  # (B,) log RT60 read by the room reader (audio encoders with `room: true`)
 
-    @property
-    def pair(self) -> tuple:
-        "What the denoiser's `condition` takes: (tokens, pooled), plus the room where there is one."
-        return (self.tokens, self.pooled) if self.room is None else (self.tokens, self.pooled, self.room)
-
 
 def freeze(module: nn.Module) -> nn.Module:
     "Stop gradients to every parameter of `module` and put it in eval mode; return it."

@@ -15,7 +15,8 @@ from .core import AvsError
 from .prior import AcousticPrior
 
 # %% auto #0
-__all__ = ['DenoiserConfig', 'ConditionalDenoiser', 'make_scheduler', 'draw_drops', 'denoiser_loss', 'sample']
+__all__ = ['DenoiserConfig', 'Condition', 'TokenMaskAttnProcessor', 'ConditionalDenoiser', 'make_scheduler', 'draw_drops',
+           'denoiser_loss', 'sample']
 
 # %% ../nbs/07_diffusion.ipynb #ae7afda0
 @dataclass
@@ -50,6 +51,44 @@ class DenoiserConfig:
         if self.prediction_type not in ("v_prediction", "epsilon"):
             raise AvsError(f"prediction_type {self.prediction_type!r}: use 'v_prediction' or 'epsilon'")
 
+# %% ../nbs/07_diffusion.ipynb #c0d1c0d1
+@dataclass
+class Condition:
+    "What the denoiser is conditioned on, by name: the scene's tokens for cross-attention and their mask, the global vector, and the room the audio encoder's reader heard."
+    tokens: torch.Tensor                # (B, n_audio_tokens + n_image_tokens, cond_dim): audio tokens, then image tokens
+    mask: torch.Tensor                  # (B, n_audio_tokens + n_image_tokens) bool, True where a token is real (the UNet's encoder_attention_mask)
+    pooled: torch.Tensor                # (B, cond_dim): the global vector, added to the timestep embedding
+    room: torch.Tensor | None = None    # (B,) log RT60 for the acoustic prior; None when the prior reads no room
+
+    def to(self, dtype) -> Condition:
+        "The same condition with its float tensors in `dtype`."
+        return Condition(self.tokens.to(dtype), self.mask, self.pooled.to(dtype), None if self.room is None else self.room.to(dtype))
+
+    def expand(self, batch: int) -> Condition:
+        "A one-example condition repeated for `batch` examples (views, no copies)."
+        return Condition(self.tokens.expand(batch, -1, -1), self.mask.expand(batch, -1), self.pooled.expand(batch, -1),
+                         None if self.room is None else self.room.expand(batch))
+
+    def cat(self, other: Condition) -> Condition:
+        "This condition's batch followed by `other`'s (classifier-free guidance runs both in one pass)."
+        room = None if self.room is None else torch.cat([self.room, other.room])
+        return Condition(torch.cat([self.tokens, other.tokens]), torch.cat([self.mask, other.mask]),
+                         torch.cat([self.pooled, other.pooled]), room)
+
+# %% ../nbs/07_diffusion.ipynb #cd23e465
+class TokenMaskAttnProcessor:
+    "diffusers' scaled-dot-product attention (`AttnProcessor2_0`) with the condition's token mask on every cross-attention."
+
+    def __init__(self):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.base = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, token_mask=None):
+        if encoder_hidden_states is not None and token_mask is not None:
+            attention_mask = token_mask  # keys are the condition tokens: mask them, whichever slot diffusers filled
+        return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
 # %% ../nbs/07_diffusion.ipynb #68b89d9b
 class ConditionalDenoiser(nn.Module):
     "UNet2DConditionModel on [noisy target latent ; clean input latent] with scene tokens and a global vector."
@@ -73,6 +112,7 @@ class ConditionalDenoiser(nn.Module):
             norm_num_groups=cfg.norm_num_groups, cross_attention_dim=cfg.cond_dim,
             attention_head_dim=cfg.attention_head_dim, only_cross_attention=True, mid_block_only_cross_attention=True,
             class_embed_type="projection", projection_class_embeddings_input_dim=cfg.cond_dim)
+        self.unet.set_attn_processor(TokenMaskAttnProcessor())  # every cross-attention sees the token mask
         d = cfg.cond_dim
         self.null_audio = nn.Parameter(torch.randn(cfg.n_audio_tokens, d) * 0.02)
         self.null_image = nn.Parameter(torch.randn(cfg.n_image_tokens, d) * 0.02)
@@ -80,52 +120,56 @@ class ConditionalDenoiser(nn.Module):
         self.null_image_pooled = nn.Parameter(torch.zeros(d))
 
     def condition(self, audio=None, image=None, batch: int | None = None,
-                  drop_audio: torch.Tensor | None = None, drop_image: torch.Tensor | None = None):
-        "Tokens (B, Na+Ni, d) and global vector (B, d) from optional (tokens, pooled) pairs, with per-example drops."
-        batch = batch or next(x[0].shape[0] for x in (audio, image) if x is not None)
+                  drop_audio: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> Condition:
+        "The `Condition` of optional audio and image encoder outputs (`conditioning.CondOutput`): a missing modality, or one dropped per example (`drop_*`), gets the learned null tokens (and null room)."
+        for name, out in (("audio", audio), ("image", image)):
+            if out is not None and not hasattr(out, "tokens"):
+                raise AvsError(f"denoiser condition: give the {name} as a conditioning.CondOutput (tokens, pooled, mask, room), "
+                               f"not a {type(out).__name__}")
+        batch = batch or next(x.tokens.shape[0] for x in (audio, image) if x is not None)
         ref = self.null_audio
 
-        def side(pair, null_tok, null_pool, drop):
-            tok = null_tok.expand(batch, -1, -1)
-            pool = null_pool.expand(batch, -1)
-            if pair is None:
-                return tok, pool
-            t, p = pair
-            if t.shape[1:] != null_tok.shape or p.shape[-1] != null_pool.shape[0]:
-                raise AvsError(f"condition tokens {tuple(t.shape)} / pooled {tuple(p.shape)} do not fit the denoiser "
+        def side(out, null_tok, null_pool, drop):
+            tok, pool = null_tok.expand(batch, -1, -1), null_pool.expand(batch, -1)
+            real = torch.ones(batch, len(null_tok), dtype=torch.bool, device=ref.device)  # null tokens are real tokens
+            if out is None:
+                return tok, pool, real
+            if out.tokens.shape[1:] != null_tok.shape or out.pooled.shape[-1] != null_pool.shape[0]:
+                raise AvsError(f"condition tokens {tuple(out.tokens.shape)} / pooled {tuple(out.pooled.shape)} do not fit the denoiser "
                                f"({tuple(null_tok.shape)} tokens, {null_pool.shape[0]}-d pooled)")
+            t, p, m = out.tokens.to(ref.dtype), out.pooled.to(ref.dtype), out.mask.to(ref.device).bool()
             if drop is None:
-                return t.to(ref.dtype), p.to(ref.dtype)
-            m = drop.to(ref.device).view(-1, 1, 1)
-            return torch.where(m, tok, t.to(ref.dtype)), torch.where(m[:, :, 0], pool, p.to(ref.dtype))
+                return t, p, m
+            d = drop.to(ref.device).view(-1, 1)
+            return torch.where(d[..., None], tok, t), torch.where(d, pool, p), torch.where(d, real, m)
 
-        at, ap = side(audio[:2] if audio is not None else None, self.null_audio, self.null_audio_pooled, drop_audio)
-        it, ip = side(image[:2] if image is not None else None, self.null_image, self.null_image_pooled, drop_image)
-        tokens, pooled = torch.cat([at, it], 1), (ap + ip) / 2
-        if not self.reads_room:
-            return tokens, pooled
-        room = self.null_room.expand(batch)  # the room rides as the global vector's last column
-        if audio is not None:
-            if len(audio) < 3:
-                raise AvsError("this denoiser's prior reads the room from the audio encoder, which has no room reader "
-                               "(conv_audio with room: true)")
-            r = audio[2].to(ref.dtype).reshape(batch)
-            room = r if drop_audio is None else torch.where(drop_audio.to(ref.device), room, r)
-        return tokens, torch.cat([pooled, room[:, None]], 1)
+        at, ap, am = side(audio, self.null_audio, self.null_audio_pooled, drop_audio)
+        it, ip, im = side(image, self.null_image, self.null_image_pooled, drop_image)
+        room = None
+        if self.reads_room:
+            room = self.null_room.expand(batch)
+            if audio is not None:
+                if audio.room is None:
+                    raise AvsError("this denoiser's prior reads the room from the audio encoder, which has no room reader "
+                                   "(conv_audio with room: true)")
+                r = audio.room.to(ref.dtype).reshape(batch)
+                room = r if drop_audio is None else torch.where(drop_audio.to(ref.device), room, r)
+        return Condition(tokens=torch.cat([at, it], 1), mask=torch.cat([am, im], 1), pooled=(ap + ip) / 2, room=room)
 
-    def prior_of(self, input_latent: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        "The acoustic prior of `input_latent` under the global vector `pooled` (as `condition` returns it)."
-        room = pooled[:, -1] if self.reads_room else None
-        return self.prior(input_latent, pooled[:, : self.config.cond_dim], room)
+    def prior_of(self, input_latent: torch.Tensor, cond: Condition) -> torch.Tensor:
+        "The acoustic prior of `input_latent` under `cond` (its global vector, and its room when the prior reads one)."
+        return self.prior(input_latent, cond.pooled, cond.room)
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor,
-                tokens: torch.Tensor, pooled: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor, cond: Condition,
+                prior: torch.Tensor | None = None) -> torch.Tensor:
         "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior: computed here unless given) and the condition."
         if self.prior is not None and prior is None:
-            prior = self.prior_of(input_latent, pooled)
+            prior = self.prior_of(input_latent, cond)
         parts = [noisy, input_latent] + ([prior.detach()] if self.prior is not None else [])
         x = torch.cat(parts, dim=1)
-        return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=pooled[:, : self.config.cond_dim]).sample
+        bias = (~cond.mask)[:, None].to(x.dtype) * -10000.0  # (B, 1, N): what diffusers makes of encoder_attention_mask
+        return self.unet(x, timesteps, encoder_hidden_states=cond.tokens, encoder_attention_mask=cond.mask,
+                         class_labels=cond.pooled, cross_attention_kwargs={"token_mask": bias}).sample
 
 # %% ../nbs/07_diffusion.ipynb #91034b7c
 def make_scheduler(config: DenoiserConfig, sampler: str = "ddpm"):
@@ -156,36 +200,36 @@ def denoiser_loss(model: ConditionalDenoiser, target: torch.Tensor, input_latent
     "The training loss: diffusion MSE on the scheduler's target, or L1 for the regressor (+ the prior's L1 fit; the network then learns the residual)."
     cfg, B = model.config, target.shape[0]
     drop_a, drop_i = draw_drops(cfg, B, generator, target.device)
-    tokens, pooled = model.condition(audio, image, B, drop_a, drop_i)
+    cond = model.condition(audio, image, B, drop_a, drop_i)
     fit, prior = 0.0, None
     if model.prior is not None:
-        prior = model.prior_of(input_latent, pooled)
+        prior = model.prior_of(input_latent, cond)
         fit = cfg.prior_weight * (prior - target).abs().mean()
         target = target - prior.detach()
     if cfg.mode == "regressor":
         pred = model(torch.zeros_like(target), torch.zeros(B, dtype=torch.long, device=target.device),
-                     input_latent, tokens, pooled, prior)
+                     input_latent, cond, prior)
         return (pred - target).abs().mean() + fit
     scheduler = scheduler or make_scheduler(cfg)
     noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
     t = torch.randint(0, cfg.num_train_timesteps, (B,), generator=generator, device=target.device)
     noisy = scheduler.add_noise(target, noise, t)
     goal = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(target, noise, t)
-    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, tokens, pooled, prior), goal) + fit
+    return torch.nn.functional.mse_loss(model(noisy, t, input_latent, cond, prior), goal) + fit
 
 # %% ../nbs/07_diffusion.ipynb #9daa1cc0
 @torch.inference_mode()
-def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch.Tensor, pooled: torch.Tensor,
-           steps: int = 25, guidance: float = 1.0, sampler: str = "dpmsolver++",
-           generator: torch.Generator | None = None, null: tuple | None = None) -> torch.Tensor:
-    "A target latent for `input_latent` under the condition (`tokens`, `pooled`); `null` is the unconditional pair."
+def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, cond: Condition, steps: int = 25,
+           guidance: float = 1.0, sampler: str = "dpmsolver++", generator: torch.Generator | None = None,
+           null: Condition | None = None) -> torch.Tensor:
+    "A target latent for `input_latent` under `cond`; `null` is the unconditional condition (the null tokens by default)."
     cfg, B = model.config, input_latent.shape[0]
     dtype = next(model.parameters()).dtype
-    input_latent, tokens, pooled = input_latent.to(dtype), tokens.to(dtype), pooled.to(dtype)
-    base = model.prior_of(input_latent, pooled).to(dtype) if model.prior is not None else None
+    input_latent, cond = input_latent.to(dtype), cond.to(dtype)
+    base = model.prior_of(input_latent, cond).to(dtype) if model.prior is not None else None
     if cfg.mode == "regressor":
         t0 = torch.zeros(B, dtype=torch.long, device=input_latent.device)
-        pred = model(torch.zeros_like(input_latent), t0, input_latent, tokens, pooled, base)
+        pred = model(torch.zeros_like(input_latent), t0, input_latent, cond, base)
         return pred if base is None else base + pred
     sched = make_scheduler(cfg, sampler)
     sched.set_timesteps(steps, device=input_latent.device)
@@ -193,16 +237,15 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, tokens: torch
     x = (x * sched.init_noise_sigma).to(dtype)
     guided = guidance != 1.0
     if guided:
-        null_tok, null_pool = null if null is not None else model.condition(batch=B)
-        tok2, pool2 = torch.cat([tokens, null_tok.to(dtype)]), torch.cat([pooled, null_pool.to(dtype)])
+        both = cond.cat((null if null is not None else model.condition(batch=B)).to(dtype))
         inp2 = torch.cat([input_latent, input_latent])
-        prior2 = None if base is None else model.prior_of(inp2, pool2).to(dtype)  # once, not at every step
+        prior2 = None if base is None else model.prior_of(inp2, both).to(dtype)  # once, not at every step
     for t in sched.timesteps:
         xin = sched.scale_model_input(x, t)
         if guided:
-            c, u = model(torch.cat([xin, xin]), t.expand(2 * B), inp2, tok2, pool2, prior2).chunk(2)
+            c, u = model(torch.cat([xin, xin]), t.expand(2 * B), inp2, both, prior2).chunk(2)
             pred = u + guidance * (c - u)
         else:
-            pred = model(xin, t.expand(B), input_latent, tokens, pooled, base)
+            pred = model(xin, t.expand(B), input_latent, cond, base)
         x = sched.step(pred.float(), t, x.float()).prev_sample.to(dtype)
     return x if base is None else base + x

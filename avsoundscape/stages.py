@@ -95,10 +95,10 @@ class StylizerModel(nn.Module):
         self.audio_encoder, self.image_encoder, self.denoiser = audio_encoder, image_encoder, denoiser
 
     def condition(self, batch: dict):
-        "Condition tokens and pooled vectors of a batch: from raw audio and frames, or from cached backbone features."
+        "The audio and image encoders' outputs (`conditioning.CondOutput`) for a batch: from raw audio and frames, or from cached backbone features."
         enc = lambda e, kind, raw: e.heads(batch[f"{kind}_seg"], batch[f"{kind}_glob"]) if f"{kind}_seg" in batch else e(batch[raw])
         a, i = enc(self.audio_encoder, "audio", "cond_wav"), enc(self.image_encoder, "image", "frame")
-        return a.pair, i.pair
+        return a, i
 
     def loss(self, batch: dict) -> torch.Tensor:
         audio, image = self.condition(batch)

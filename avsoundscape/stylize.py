@@ -18,7 +18,8 @@ from torch import nn
 from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
 from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module_weights, read_module_config,
                                resolve_device, save_module)
-from .diffusion import ConditionalDenoiser, DenoiserConfig, sample
+from .conditioning import CondOutput
+from .diffusion import Condition, ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
 
@@ -219,17 +220,18 @@ class Stylizer:
                               "model" if render == "waveform-model" else "measured", seed=seed or 0)
 
     @torch.inference_mode()
-    def encode_condition(self, scene_audio=None, scene_image=None) -> tuple[torch.Tensor, torch.Tensor]:
-        "Condition tokens (1, N, d) and global vector (1, d) for a scene; a missing modality gets its null tokens."
+    def encode_condition(self, scene_audio=None, scene_image=None) -> Condition:
+        "The denoiser's `Condition` of one scene (batch 1); a missing modality gets its null tokens."
         audio = image = None
         if scene_audio is not None:
             with self._autocast():
                 out = self.audio_encoder(self._crops(scene_audio))
-            audio = tuple(x.float().mean(0, keepdim=True) for x in out.pair)  # tokens, pooled (and room) over the crops
+            mean = lambda x: None if x is None else x.float().mean(0, keepdim=True)  # over the crops
+            audio = CondOutput(tokens=mean(out.tokens), pooled=mean(out.pooled), mask=out.mask[:1], room=mean(out.room))
         if scene_image is not None:
             img = _as_image(scene_image, "scene image").to(self.device)[None]
             with self._autocast():
-                image = tuple(x.float() for x in self.image_encoder(img).pair)
+                image = self.image_encoder(img)
         if audio is None and image is None:
             log.warning("stylize: no scene given (neither audio nor image): unconditional output")
         return self.denoiser.condition(audio, image, batch=1)
@@ -253,8 +255,8 @@ class Stylizer:
             for a in range(0, n, B * (W - O)):
                 yield wave.push(x[a: a + B * (W - O)])
             return
-        tokens, pooled = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
-        null_tok, null_pool = self.denoiser.condition(batch=1)
+        cond = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
+        null = self.denoiser.condition(batch=1)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         join, at = OverlapAdd(W, O, len(starts), n), 0
         for i, b in enumerate(tqdm(range(0, len(starts), B), desc="stylize", unit="batch", disable=not progress)):
@@ -263,7 +265,7 @@ class Stylizer:
                 if seed is not None:  # what draws from the global RNG (Griffin-Lim's phases) follows the seed too
                     stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
                     torch.manual_seed(seed + 1_000_003 * i)
-                out = self._windows(windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen)
+                out = self._windows(windows, cond, null, steps, guidance, sampler, gen)
                 block = join.push(out).cpu()
                 if wave is not None:
                     block = wave.push(x[at: at + len(block)], block)
@@ -296,14 +298,13 @@ class Stylizer:
         s = write.stats
         return {"path": str(output), "seconds": s["samples"] / SAMPLE_RATE, **s}
 
-    def _windows(self, windows, tokens, pooled, null_tok, null_pool, steps, guidance, sampler, gen) -> torch.Tensor:
+    def _windows(self, windows, cond, null, steps, guidance, sampler, gen) -> torch.Tensor:
         "Stylized windows (k, window) for input windows (k, window)."
         k, W = windows.shape
         with self._autocast():
             mel = self.mel(windows)
             lat = self.codec.encode(mel)
-            z = sample(self.denoiser, lat, tokens.expand(k, -1, -1), pooled.expand(k, -1), steps, guidance,
-                       sampler, gen, null=(null_tok.expand(k, -1, -1), null_pool.expand(k, -1)))
+            z = sample(self.denoiser, lat, cond.expand(k), steps, guidance, sampler, gen, null=null.expand(k))
             wav = self.vocoder(self.codec.decode(z, frames=mel.shape[-1]))
         return wav.float()[:, :W]
 

@@ -22,17 +22,17 @@ def reference_stylize(st: Stylizer, speech: torch.Tensor, scene_audio, scene_ima
     gen = torch.Generator(device=dev).manual_seed(seed)
     outs = []
     for s in starts:
-        tokens, pooled = st.encode_condition(scene_audio, scene_image)  # the encoders again, for every window
-        null_tok, null_pool = den.condition(batch=1)
+        both = st.encode_condition(scene_audio, scene_image).cat(den.condition(batch=1))  # the encoders again, for every window
         mel = st.mel(padded[s:s + W][None])
         latent = st.codec.encode(mel)
         sched = make_scheduler(den.config, sampler)
         sched.set_timesteps(steps)
         x = torch.randn((1, den.config.latent_channels, *latent.shape[2:]), generator=gen, device=dev) * sched.init_noise_sigma
-        hidden, labels, both = torch.cat([tokens, null_tok]), torch.cat([pooled, null_pool]), torch.cat([latent, latent])
+        latents = torch.cat([latent, latent])
         for t in sched.timesteps:
             xin = sched.scale_model_input(torch.cat([x, x]), t)
-            cond, uncond = den.unet(torch.cat([xin, both], 1), t, encoder_hidden_states=hidden, class_labels=labels).sample.chunk(2)
+            cond, uncond = den.unet(torch.cat([xin, latents], 1), t, encoder_hidden_states=both.tokens,
+                                    encoder_attention_mask=both.mask, class_labels=both.pooled).sample.chunk(2)
             x = sched.step(uncond + guidance * (cond - uncond), t, x).prev_sample
         outs.append(st.vocoder(st.codec.decode(x, frames=mel.shape[-1]))[:, :W])
     return crossfade_join(torch.cat(outs), starts, O, n).cpu()

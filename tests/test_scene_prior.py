@@ -82,13 +82,12 @@ def test_the_prior_reads_the_room_and_the_scene_changes_the_output():
     speech = speechlike(2.0, seed=1)
     dry, wet = speechlike(1.5, seed=2), speechlike(1.5, seed=3)
     wet = torch.from_numpy(np.convolve(wet.numpy(), np.exp(-np.arange(8000) / 1500.0) * np.random.default_rng(0).standard_normal(8000))[:len(wet)]).float()
-    tok_d, pool_d = st.encode_condition(dry)
-    tok_w, pool_w = st.encode_condition(wet)
-    assert pool_d.shape == (1, model["denoiser"]["cond_dim"] + 1)       # the room rides as the last column
-    assert pool_d[0, -1] != pool_w[0, -1]
+    cd, cw = st.encode_condition(dry), st.encode_condition(wet)
+    assert cd.pooled.shape == (1, model["denoiser"]["cond_dim"]) and cd.room.shape == (1,)  # the room has its own field
+    assert cd.room[0] != cw.room[0]
     with torch.inference_mode():                                          # the prior rings with the room it was given
-        t60, _, _ = st.denoiser.prior.scene(pool_w[:, :-1], pool_w[:, -1])
-    torch.testing.assert_close(t60, pool_w[:, -1:].exp().expand_as(t60))
+        t60, _, _ = st.denoiser.prior.scene(cw.pooled, cw.room)
+    torch.testing.assert_close(t60, cw.room[:, None].exp().expand_as(t60))
     a, b, none = (st.stylize(speech, s, seed=0) for s in (dry, wet, None))
     assert a.shape == speech.shape and torch.isfinite(none).all() and not torch.equal(a, b)
     with pytest.raises(AvsError, match="room reader"):

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from avsoundscape.audio import SAMPLE_RATE
+from avsoundscape.conditioning import CondOutput
 from avsoundscape.core import AvsError
 from avsoundscape.diffusion import ConditionalDenoiser, DenoiserConfig, make_scheduler, sample
 from avsoundscape.stylize import Stylizer, tiny_stylizer
@@ -35,16 +36,17 @@ def tiny_denoiser(**kw):
 def inputs(batch=1):
     g = torch.Generator().manual_seed(0)
     x, inp = torch.randn(batch, 1, 16, 32, generator=g), torch.randn(batch, 1, 16, 32, generator=g)
-    audio = (torch.randn(batch, 2, 32, generator=g), torch.randn(batch, 32, generator=g))
+    audio = CondOutput(tokens=torch.randn(batch, 2, 32, generator=g), pooled=torch.randn(batch, 32, generator=g),
+                       mask=torch.ones(batch, 2, dtype=torch.bool))
     return x, inp, audio
 
 
 def test_denoiser_numeric_slice():
     net = tiny_denoiser()
     x, inp, audio = inputs()
-    tok, pool = net.condition(audio=audio)
+    cond = net.condition(audio=audio)
     with torch.no_grad():
-        out = net(x, torch.tensor([500]), inp, tok, pool)
+        out = net(x, torch.tensor([500]), inp, cond)
     assert out.shape == (1, 1, 16, 32)
     # computed once with this seeded model (the diffusers-tests convention); a change here means the model changed
     expected = torch.tensor([[0.27383167, -0.09732367, -0.22931568, -0.24488707],
@@ -55,27 +57,27 @@ def test_denoiser_numeric_slice():
 def test_guidance_one_is_the_plain_conditional_prediction():
     net = tiny_denoiser()
     _, inp, audio = inputs(2)
-    tok, pool = net.condition(audio=audio)
-    got = sample(net, inp, tok, pool, steps=4, guidance=1.0, generator=torch.Generator().manual_seed(3))
+    cond = net.condition(audio=audio)
+    got = sample(net, inp, cond, steps=4, guidance=1.0, generator=torch.Generator().manual_seed(3))
     # the same DPM-Solver++ loop written out with the conditional prediction only
     sched = make_scheduler(net.config, "dpmsolver++")
     sched.set_timesteps(4)
     x = torch.randn(inp.shape, generator=torch.Generator().manual_seed(3)) * sched.init_noise_sigma
     with torch.no_grad():
         for t in sched.timesteps:
-            x = sched.step(net(sched.scale_model_input(x, t), t.expand(2), inp, tok, pool), t, x).prev_sample
+            x = sched.step(net(sched.scale_model_input(x, t), t.expand(2), inp, cond), t, x).prev_sample
     torch.testing.assert_close(got, x)
     # and any guidance scale is a no-op when the unconditional branch sees the same condition
-    same = sample(net, inp, tok, pool, steps=4, guidance=3.0, generator=torch.Generator().manual_seed(3), null=(tok, pool))
+    same = sample(net, inp, cond, steps=4, guidance=3.0, generator=torch.Generator().manual_seed(3), null=cond)
     torch.testing.assert_close(same, got, atol=1e-5, rtol=1e-5)
 
 
 def test_regressor_is_one_pass_and_deterministic():
     net = tiny_denoiser(mode="regressor")
     _, inp, audio = inputs(2)
-    tok, pool = net.condition(audio=audio)
-    a = sample(net, inp, tok, pool, steps=25)
-    assert a.shape == inp.shape and torch.equal(a, sample(net, inp, tok, pool, steps=3))
+    cond = net.condition(audio=audio)
+    a = sample(net, inp, cond, steps=25)
+    assert a.shape == inp.shape and torch.equal(a, sample(net, inp, cond, steps=3))
 
 
 def test_bad_config_and_condition_shapes():
@@ -83,7 +85,9 @@ def test_bad_config_and_condition_shapes():
         DenoiserConfig(prediction_type="x0")
     net = tiny_denoiser()
     with pytest.raises(AvsError, match="do not fit the denoiser"):
-        net.condition(audio=(torch.randn(1, 3, 32), torch.randn(1, 32)))
+        net.condition(audio=CondOutput(torch.randn(1, 3, 32), torch.randn(1, 32), torch.ones(1, 3, dtype=torch.bool)))
+    with pytest.raises(AvsError, match="CondOutput"):
+        net.condition(audio=(torch.randn(1, 2, 32), torch.randn(1, 32)))
 
 
 def test_stylize_any_length_and_seeds():

@@ -195,7 +195,7 @@ def test_frozen_condition_encoders_run_once_and_train_their_heads(pairs, tmp_pat
     batch = {k: torch.stack([ds[j][k] for j in range(3)]) for k in ds[0]}
     assert "cond_wav" not in batch and "audio_seg" in batch
     model = StylizerModel(st.audio_encoder, st.image_encoder, st.denoiser).eval()
-    (at, ap), (it, ip) = model.condition(batch)
-    (rat, rap), (rit, rip) = model.condition({"cond_wav": data["cond_wav"][:3], "frame": data["frame"][:3]})
-    for x, y in ((at, rat), (ap, rap), (it, rit), (ip, rip)):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    cached, raw = model.condition(batch), model.condition({"cond_wav": data["cond_wav"][:3], "frame": data["frame"][:3]})
+    for c, r in zip(cached, raw):  # audio, then image
+        for field in ("tokens", "pooled", "mask"):
+            torch.testing.assert_close(getattr(c, field), getattr(r, field), rtol=0, atol=1e-5)
