@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import DB_PER_NEPER, MelConfig
-from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
+from .core import AvsError, get_logger, load_module, resolve_device, save_module
 
 log = get_logger(__name__)
 
@@ -254,5 +254,4 @@ def save_codec(codec: Codec, folder: str | os.PathLike) -> Path:
 
 def load_codec(folder: str | os.PathLike, device="cpu") -> Codec:
     "A codec saved by `save_codec`; errors name the folder and the missing file."
-    codec = build_codec(read_module_config(folder, "codec"))
-    return load_module_weights(codec, folder, "codec").to(resolve_device(device)).eval()
+    return load_module(folder, "codec", build_codec, device)

@@ -27,7 +27,7 @@ from .audio import SAMPLE_RATE, LogMel, check_waveform
 from .codec import normalize_mel
 from .background import BackgroundReader
 from .room import RT60Estimator, rt60_features
-from .core import (AvsError, get_logger, load_module_weights, merge_params, read_module_config, resolve_device,
+from .core import (AvsError, get_logger, load_module, merge_params, resolve_device,
                                save_module)
 
 log = get_logger(__name__)
@@ -546,5 +546,4 @@ def save_conditioner(encoder: Conditioner, folder: str | os.PathLike, name: str 
 
 def load_conditioner(folder: str | os.PathLike, name: str = "conditioner", device="cpu") -> Conditioner:
     "A conditioner saved by `save_conditioner`, in eval mode; errors name the folder and the missing file."
-    enc = build_conditioner(read_module_config(folder, name))
-    return load_module_weights(enc, folder, name).to(resolve_device(device)).eval()
+    return load_module(folder, name, build_conditioner, device)

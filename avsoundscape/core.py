@@ -17,9 +17,9 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['AvsError', 'get_logger', 'resolve_device', 'autocast_dtype', 'seed_everything', 'fork_map', 'merge_params',
-           'load_params', 'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir', 'save_module',
-           'read_module_config', 'load_module_weights']
+__all__ = ['AvsError', 'get_logger', 'find_by_id', 'resolve_device', 'autocast_dtype', 'seed_everything', 'fork_map',
+           'merge_params', 'load_params', 'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir',
+           'save_module', 'read_module_config', 'load_module_weights', 'load_module']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
 class AvsError(Exception):
@@ -29,6 +29,14 @@ class AvsError(Exception):
 def get_logger(name: str) -> logging.Logger:
     "The package logger for module `name` (configure it with the standard `logging` module)."
     return logging.getLogger(name if name.startswith("avsoundscape") else f"avsoundscape.{name}")
+
+
+def find_by_id(items, item_id: str, what: str):
+    "The item of `items` whose `id` is `item_id`; an `AvsError` naming `what` and the id otherwise."
+    for item in items:
+        if item.id == item_id:
+            return item
+    raise AvsError(f"unknown {what} {item_id!r}")
 
 # %% ../nbs/00_core.ipynb #ebff79f6
 def resolve_device(device: str | Any = "auto"):
@@ -261,3 +269,9 @@ def load_module_weights(module, folder: str | os.PathLike, name: str, prefix: st
                        f"{unexpected[:3]}, wrong shape {bad[:3]})")
     module.load_state_dict(state)
     return module
+
+
+def load_module(folder: str | os.PathLike, name: str, build, device="cpu"):
+    "The module `build(config)` makes from the config `save_module` wrote in `folder`, with its weights, on `device`, in eval mode."
+    module = build(read_module_config(folder, name))
+    return load_module_weights(module, folder, name).to(resolve_device(device)).eval()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
-from .core import AvsError, get_logger
+from .core import AvsError, find_by_id, get_logger
 
 log = get_logger(__name__)
 
@@ -152,10 +152,7 @@ def sources(kind: str | None = None, pool: str | None = None, category: str | No
 
 def source_by_id(source_id: str) -> Source:
     "The catalogue's source `source_id`."
-    for s in CATALOGUE:
-        if s.id == source_id:
-            return s
-    raise AvsError(f"unknown material source {source_id!r}")
+    return find_by_id(CATALOGUE, source_id, "material source")
 
 # %% ../nbs/02a_material.ipynb #4985a3e0
 def recording_seconds(path: Path) -> float:

@@ -17,7 +17,7 @@ from torch import nn
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
 from .augment import draw_room
 from .room import RT60Estimator, rt60_features, simulate_labelled
-from .core import AvsError, get_logger, load_module_weights, read_module_config, save_module
+from .core import AvsError, get_logger, load_module, save_module
 from .scenes import rt60_of
 from .synthscapes import SNR_RANGE, load_metas, mix_scene
 
@@ -86,5 +86,4 @@ def save_rt60(model: RT60Estimator, folder: str | os.PathLike) -> Path:
 
 def load_rt60(folder: str | os.PathLike, device="cpu") -> RT60Estimator:
     "An estimator saved by `save_rt60`; errors name the folder and the missing file."
-    model = RT60Estimator(**read_module_config(folder, "rt60"))
-    return load_module_weights(model, folder, "rt60").to(device).eval()
+    return load_module(folder, "rt60", lambda config: RT60Estimator(**config), device)

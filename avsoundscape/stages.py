@@ -206,13 +206,17 @@ def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os
     return out_dir / "model"
 
 # %% ../nbs/09a_stages.ipynb #20e9ee42
-def _untrained(module, save, out_dir: Path, what: str) -> Path:
-    "Export `module`, which has no weights to train, as a stage's model, with an empty run log and checkpoint folder."
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+def _to_train(params: dict, group: str, component: str, build, trainable: type, save, out_dir: Path):
+    "(the `model.<component>` stage `group` trains, built from the group's seed, or None; the folder it was exported to when its kind has no weights to train, or None)."
+    torch.manual_seed(_seed_of(params, group))
+    module = build(params["model"][component])
+    if isinstance(module, trainable):
+        return module, None
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # an empty run log and checkpoint folder, as a run leaves
     (out_dir / "metrics.csv").write_text("step,loss\n")
     folder = save(module, out_dir / "model")
-    log.warning("%s has no weights: nothing to train; exported it to %s", what, folder)
-    return folder
+    log.warning("%s kind %r has no weights: nothing to train; exported it to %s", component, module.kind, folder)
+    return None, folder
 
 
 def _seed_of(params: dict, group: str) -> int:
@@ -231,10 +235,9 @@ def train_vae(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     from avsoundscape.codec import VAECodec, VAEObjective, build_codec, fit_scaling_factor, save_codec
 
     out_dir = Path(out_dir)
-    torch.manual_seed(_seed_of(params, "vae"))
-    codec = build_codec(params["model"]["codec"])
-    if not isinstance(codec, VAECodec):
-        return _untrained(codec, save_codec, out_dir, f"codec kind {codec.kind!r}")
+    codec, exported = _to_train(params, "vae", "codec", build_codec, VAECodec, save_codec, out_dir)
+    if exported:
+        return exported
     cfg, ex = stage_config(params, "vae", VAE_EXTRAS)
     pairs = load_pairs(pairs_dir, "train")
     mels = torch.cat([pairs["input_mel"], pairs["target_mel"]])
@@ -274,10 +277,9 @@ def train_vocoder(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.
     from avsoundscape.vocoder import HifiGanVocoder, VocoderGAN, build_discriminator, build_vocoder, make_stft_loss, save_vocoder
 
     out_dir = Path(out_dir)
-    torch.manual_seed(_seed_of(params, "vocoder"))
-    voc = build_vocoder(params["model"]["vocoder"])
-    if not isinstance(voc, HifiGanVocoder):
-        return _untrained(voc, save_vocoder, out_dir, f"vocoder kind {voc.kind!r}")
+    voc, exported = _to_train(params, "vocoder", "vocoder", build_vocoder, HifiGanVocoder, save_vocoder, out_dir)
+    if exported:
+        return exported
     cfg, ex = stage_config(params, "vocoder", VOCODER_EXTRAS)
     mc = MelConfig()
     n = max(1, round(ex["segment_seconds"] * mc.sample_rate / mc.hop_length)) * mc.hop_length

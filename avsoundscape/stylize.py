@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
-from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module_weights, read_module_config,
+from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module,
                                resolve_device, save_module)
 from .conditioning import CondOutput
 from .diffusion import Condition, ConditionalDenoiser, DenoiserConfig, sample
@@ -41,8 +41,7 @@ def save_denoiser(model: ConditionalDenoiser, folder: str | os.PathLike) -> Path
 
 def load_denoiser(folder: str | os.PathLike, device="cpu") -> ConditionalDenoiser:
     "A denoiser back from `save_denoiser`'s folder; errors name the missing file or keys."
-    model = ConditionalDenoiser(DenoiserConfig(**read_module_config(folder, "denoiser")))
-    return load_module_weights(model, folder, "denoiser").to(device).eval()
+    return load_module(folder, "denoiser", lambda config: ConditionalDenoiser(DenoiserConfig(**config)), device)
 
 
 def _io(name: str):

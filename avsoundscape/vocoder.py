@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import LogMel, MelConfig, mel_to_audio
-from .core import AvsError, get_logger, load_module_weights, read_module_config, resolve_device, save_module
+from .core import AvsError, get_logger, load_module, resolve_device, save_module
 
 log = get_logger(__name__)
 
@@ -302,5 +302,4 @@ def save_vocoder(vocoder: Vocoder, folder: str | os.PathLike) -> Path:
 
 def load_vocoder(folder: str | os.PathLike, device="cpu") -> Vocoder:
     "A vocoder saved by `save_vocoder`; errors name the folder and the missing file."
-    vocoder = build_vocoder(read_module_config(folder, "vocoder"))
-    return load_module_weights(vocoder, folder, "vocoder").to(resolve_device(device)).eval()
+    return load_module(folder, "vocoder", build_vocoder, device)

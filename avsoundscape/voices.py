@@ -17,7 +17,7 @@ import numpy as np
 
 from .audio import load_audio
 from .material import load_recording, source_by_id, source_files, sources
-from .core import AvsError, get_logger
+from .core import AvsError, find_by_id, get_logger
 
 log = get_logger(__name__)
 SR = 16_000
@@ -135,10 +135,7 @@ def _command(voice: Voice, text: str, rate: float, pitch: float, out: str) -> li
 
 def voice_by_id(voice_id: str) -> Voice:
     "The `Voice` with id 'engine:name'."
-    for v in VOICES:
-        if v.id == voice_id:
-            return v
-    raise AvsError(f"unknown voice {voice_id!r}")
+    return find_by_id(VOICES, voice_id, "voice")
 
 
 def trim_silence(x: np.ndarray, sr: int = SR, floor_db: float = 45.0, pad: float = 0.02) -> np.ndarray:

@@ -7,9 +7,9 @@ import torch
 
 from avsoundscape.audio import LogMel
 from avsoundscape.core import AvsError
-from avsoundscape.vocoder import (VOCODER_JSON, VOCODER_WEIGHTS, GriffinLimVocoder, HifiGanVocoder, build_discriminator,
+from avsoundscape.vocoder import (VOCODER_WEIGHTS, GriffinLimVocoder, VocoderGAN, build_discriminator,
                                   build_vocoder, discriminator_loss, feature_matching_loss, generator_loss,
-                                  load_vocoder, make_stft_loss, save_vocoder, VocoderGAN)
+                                  load_vocoder, make_stft_loss, save_vocoder)
 from conftest import fixed_mel, speechlike
 
 
@@ -144,25 +144,6 @@ def test_training_steps_reduce_the_mel_l1_on_a_fixed_batch():
     assert set(hist[0]) | set(hist[1]) == {"d_loss", "d_real", "d_fake", "g_loss", "g_adv", "g_fm", "g_mel", "g_stft"}
     assert after < 0.6 * before, (before, after, [h.get("g_mel") for h in hist])
     assert gen(mel).shape == wav.shape
-
-
-@pytest.mark.parametrize("config", [{"kind": "griffinlim", "n_iter": 8}, {"kind": "hifigan", "size": "tiny"}])
-def test_save_load_round_trip_is_bit_exact(tmp_path, config):
-    torch.manual_seed(0)
-    voc = build_vocoder(config).eval()
-    folder = save_vocoder(voc, tmp_path / "voc")
-    back = load_vocoder(folder)
-    assert back.config == voc.config and not back.training
-    files = sorted(p.name for p in folder.iterdir())
-    assert files == ([VOCODER_JSON] if voc.kind == "griffinlim" else [VOCODER_JSON, VOCODER_WEIGHTS])
-    mel = fixed_mel(10)
-    with torch.no_grad():
-        torch.manual_seed(1)   # Griffin-Lim starts from random phases
-        a = voc(mel)
-        torch.manual_seed(1)
-        assert torch.equal(back(mel), a)
-    if isinstance(voc, HifiGanVocoder):
-        assert torch.equal(back.model.mean, voc.model.mean) and torch.equal(back.model.scale, voc.model.scale)
 
 
 def test_load_vocoder_errors(tmp_path):
