@@ -20,30 +20,49 @@ from .testset import SCORES, TestCase, mean_ci, score_output
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Method', 'COLUMNS', 'PAIRED_KEYS', 'BASELINES', 'ENHANCED_METHODS', 'model_methods', 'baseline_methods',
-           'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods', 'summary', 'table_rows',
-           'markdown_table', 'write_table', 'paired_differences', 'paired_table', 'ablation_differences',
-           'learned_criterion', 'run_protocol', 'metrics_record', 'rt60_measure_record']
+__all__ = ['log', 'Method', 'METHOD_LABELS', 'COLUMNS', 'PAIRED_KEYS', 'BASELINES', 'ENHANCED_METHODS', 'method_label',
+           'model_methods', 'baseline_methods', 'stoi_pesq', 'embedder', 'frechet_distance', 'slug', 'run_methods',
+           'summary', 'table_rows', 'markdown_table', 'write_table', 'paired_differences', 'paired_table',
+           'ablation_differences', 'learned_criterion', 'run_protocol', 'metrics_record', 'rt60_measure_record']
 
 # %% ../nbs/11a_evaluate.ipynb #fee1a7bd
 Method = Callable[[TestCase, torch.Tensor], torch.Tensor]
 
+METHOD_LABELS = {  # stable method ids (rows, metrics.json, params) -> the labels tables and figures show
+    "identity": "identity", "separate_remix": "separate & remix", "dsp_matching": "DSP matching",
+    "dsp_reverb_remix": "DSP reverb + remix", "oracle": "oracle (true target)",
+    "ours_av": "ours (audio-visual)", "ours_audio": "ours (audio only)", "ours_visual": "ours (visual only)",
+    "ours_wrong_scene": "ours, wrong scene", "ours_no_condition": "ours, no condition"}
+_WHO = {"ours": "ours", "regressor": "regressor"}
+
+
+def method_label(method_id: str) -> str:
+    "The label a table shows for a method id: `METHOD_LABELS`, and the variants of a model's audio-visual use (`<who>_av_<render>_render`, `<who>_av_guidance_<g>`)."
+    if method_id in METHOD_LABELS:
+        return METHOD_LABELS[method_id]
+    who, _, rest = method_id.partition("_av_")
+    if who in _WHO and rest.endswith("_render"):
+        return f"{_WHO[who]} (audio-visual), {rest.removesuffix('_render').replace('_', '-')} render"
+    if who in _WHO and rest.startswith("guidance_"):
+        return f"{_WHO[who]} (audio-visual), guidance {rest.removeprefix('guidance_')}"
+    raise AvsError(f"unknown method id {method_id!r} (have: {', '.join(METHOD_LABELS)} and their *_av_* variants)")
+
 
 def model_methods(stylizer, prefix: str = "ours", guidances=(), seed: int = 0) -> dict[str, Method]:
-    "Our model with the condition as audio + image, audio only, image only, a wrong scene, none, a guidance sweep, and its other renders."
+    "Our model with the condition as audio + image, audio only, image only, a wrong scene, none, a guidance sweep, and its other renders (keyed by method id)."
     st = lambda x, a, i, **kw: stylizer.stylize(x, a, i, seed=seed, **kw)
-    out = {f"{prefix} (audio-visual)": lambda c, x: st(x, c.cond_wav, c.cond_frame),
-           f"{prefix} (audio only)": lambda c, x: st(x, c.cond_wav, None),
-           f"{prefix} (visual only)": lambda c, x: st(x, None, c.cond_frame),
-           f"{prefix}, wrong scene": lambda c, x: st(x, c.wrong_wav, c.wrong_frame),
-           f"{prefix}, no condition": lambda c, x: st(x, None, None)}
+    out = {f"{prefix}_av": lambda c, x: st(x, c.cond_wav, c.cond_frame),
+           f"{prefix}_audio": lambda c, x: st(x, c.cond_wav, None),
+           f"{prefix}_visual": lambda c, x: st(x, None, c.cond_frame),
+           f"{prefix}_wrong_scene": lambda c, x: st(x, c.wrong_wav, c.wrong_frame),
+           f"{prefix}_no_condition": lambda c, x: st(x, None, None)}
     from avsoundscape.render import RENDERS
 
     for r in RENDERS:  # the other renders of the same model: the paper's path end to end, the waveform ones
         if r != stylizer.config.get("render", "latent"):
-            out[f"{prefix} (audio-visual), {r} render"] = functools.partial(lambda c, x, r: st(x, c.cond_wav, c.cond_frame, render=r), r=r)
+            out[f"{prefix}_av_{r.replace('-', '_')}_render"] = functools.partial(lambda c, x, r: st(x, c.cond_wav, c.cond_frame, render=r), r=r)
     for g in guidances:
-        out[f"{prefix} (audio-visual), guidance {g:g}"] = functools.partial(lambda c, x, g: st(x, c.cond_wav, c.cond_frame, guidance=g), g=g)
+        out[f"{prefix}_av_guidance_{g:g}"] = functools.partial(lambda c, x, g: st(x, c.cond_wav, c.cond_frame, guidance=g), g=g)
     return out
 
 
@@ -52,10 +71,10 @@ def baseline_methods(estimator, enhancer) -> dict[str, Method]:
     from avsoundscape.baselines import dsp_match, dsp_reverb_remix, separate_remix
 
     return {"identity": lambda c, x: x.clone(),
-            "separate & remix": lambda c, x: separate_remix(x, c.cond_wav, enhancer),
-            "DSP matching": lambda c, x: dsp_match(x, c.cond_wav, estimator),
-            "DSP reverb + remix": lambda c, x: dsp_reverb_remix(x, c.cond_wav, estimator, enhancer),
-            "oracle (true target)": lambda c, x: c.target.clone()}
+            "separate_remix": lambda c, x: separate_remix(x, c.cond_wav, enhancer),
+            "dsp_matching": lambda c, x: dsp_match(x, c.cond_wav, estimator),
+            "dsp_reverb_remix": lambda c, x: dsp_reverb_remix(x, c.cond_wav, estimator, enhancer),
+            "oracle": lambda c, x: c.target.clone()}
 
 # %% ../nbs/11a_evaluate.ipynb #edaa1847
 def stoi_pesq(ref: torch.Tensor, est: torch.Tensor) -> dict:
@@ -161,7 +180,7 @@ COLUMNS = {"rt60_error_s": "RT60 err (s) ↓", "rt60_blind_error_s": "blind RT60
 def table_rows(lines: list[dict]) -> list[dict]:
     "Summary lines -> printable rows ('mean ± ci' strings)."
     fmt = lambda v: f"{v['mean']:.2f} ± {v['ci95']:.2f}" if isinstance(v, dict) else f"{v:.3f}"
-    return [{"input": l["input"], "method": l["method"], **{COLUMNS[k]: fmt(l[k]) for k in COLUMNS if k in l}} for l in lines]
+    return [{"input": l["input"], "method": method_label(l["method"]), **{COLUMNS[k]: fmt(l[k]) for k in COLUMNS if k in l}} for l in lines]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -177,7 +196,7 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
 
     flat = []
     for l in lines:
-        row = {"input": l["input"], "method": l["method"], "cases": l["cases"]}
+        row = {"input": l["input"], "method": l["method"], "label": method_label(l["method"]), "cases": l["cases"]}
         for k in COLUMNS:
             if isinstance(l.get(k), dict):
                 row[f"{k}_mean"], row[f"{k}_ci95"] = l[k]["mean"], l[k]["ci95"]
@@ -193,10 +212,10 @@ def write_table(lines: list[dict], csv_path: str | os.PathLike, md_path: str | o
 
 # %% ../nbs/11a_evaluate.ipynb #09a042e5
 PAIRED_KEYS = ("rt60_error_s", "ambient_distance_db", "ambient_level_error_db", "logmel_l1_db", "stoi", "pesq")
-BASELINES = ("identity", "separate & remix", "DSP matching", "DSP reverb + remix")
+BASELINES = ("identity", "separate_remix", "dsp_matching", "dsp_reverb_remix")
 
 
-def paired_differences(rows: list[dict], kind: str = "dry", ours: str = "ours (audio-visual)", others=BASELINES,
+def paired_differences(rows: list[dict], kind: str = "dry", ours: str = "ours_av", others=BASELINES,
                        keys=PAIRED_KEYS) -> list[dict]:
     "Per method of `others`: mean and 95 % CI of the per-case difference ours - it of every score in `keys`."
     from avsoundscape.testset import mean_ci
@@ -221,21 +240,21 @@ def paired_table(lines: list[dict], what: str = "ours − baseline") -> str:
     keys = [k for k in PAIRED_KEYS if lines and k in lines[0]]
     if not lines:
         return f"| input | {what} | cases |\n|---|---|---|\n"
-    return markdown_table([{"input": l["input"], what: f"{l['ours']} − {l['baseline']}", "cases": str(l["cases"]),
+    return markdown_table([{"input": l["input"], what: f"{method_label(l['ours'])} − {method_label(l['baseline'])}", "cases": str(l["cases"]),
                             **{COLUMNS[k].rstrip(" ↓↑"): f"{l[k]['mean']:+.2f} ± {l[k]['ci95']:.2f}" for k in keys}} for l in lines])
 
 # %% ../nbs/11a_evaluate.ipynb #496d407f
-def ablation_differences(rows: list[dict], kind: str = "dry", full: str = "ours (audio-visual)", keys=PAIRED_KEYS) -> list[dict]:
-    "Per variant of the model in `rows` (methods named 'ours...' or 'regressor...' other than `full`): variant - full, paired per case."
+def ablation_differences(rows: list[dict], kind: str = "dry", full: str = "ours_av", keys=PAIRED_KEYS) -> list[dict]:
+    "Per variant of the model in `rows` (method ids 'ours...' or 'regressor...' other than `full`): variant - full, paired per case."
     variants = [m for m in dict.fromkeys(r["method"] for r in rows if r["input"] == kind)
                 if m != full and m.startswith(("ours", "regressor"))]
     return [l for v in variants for l in paired_differences(rows, kind, ours=v, others=(full,), keys=keys)]
 
 # %% ../nbs/11a_evaluate.ipynb #f46fe8ab
-ENHANCED_METHODS = ("identity", "separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")
+ENHANCED_METHODS = ("identity", "separate_remix", "dsp_matching", "dsp_reverb_remix", "ours_av", "oracle")
 
 
-def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours (audio-visual)",
+def learned_criterion(rows: list[dict], kind: str, others, right: str = "ours_av",
                       keys=("rt60_error_s", "ambient_distance_db")) -> dict:
     "Paired gaps (other - right) of `keys` per case for input `kind`, and whether all lie above zero (95 % CI)."
     from avsoundscape.testset import paired_gap
@@ -253,7 +272,7 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
     methods = {**baseline_methods(estimator, enhancer), **model_methods(stylizer, "ours", guidances, seed)}
     if regressor is not None:
         # the ablation of diffusion on the path where the network makes the output (the waveform render needs no sampling)
-        methods["regressor (audio-visual), latent render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
+        methods["regressor_av_latent_render"] = lambda c, x: regressor.stylize(x, c.cond_wav, c.cond_frame, seed=seed, render="latent")
     unknown = [m for m in enhanced_methods if m not in methods]
     if unknown:  # a misspelt name would silently drop that method from the enhanced rows
         raise AvsError(f"enhanced_methods: no method {', '.join(map(repr, unknown))} (have: {', '.join(methods)})")
@@ -264,19 +283,22 @@ def run_protocol(cases: list[TestCase], stylizer, estimator, enhancer, guidances
         r2, e2 = run_methods(cases, more, {"enhanced": lambda c: c.enhanced}, estimator, embed, audio_dir, keep, progress, workers)
         rows, embs = rows + r2, {**embs, **e2}
     lines = summary(rows, embs, torch.stack([embed(c.target) for c in cases]))
-    criterion = {"dry": learned_criterion(rows, "dry", ("identity", "ours, wrong scene", "ours, no condition")),
+    criterion = {"dry": learned_criterion(rows, "dry", ("identity", "ours_wrong_scene", "ours_no_condition")),
                  "enhanced": learned_criterion(rows, "enhanced", ("identity",))}
     return {"rows": rows, "lines": lines, "criterion": criterion}
 
 
 def metrics_record(cases: list[TestCase], result: dict, **extra) -> dict:
-    "The `metrics.json` of a protocol run (`run_protocol`'s result): case counts, the criterion, every method's mean scores."
+    "The `metrics.json` of a protocol run (`run_protocol`'s result): case counts, the criterion, every method's mean scores, nested as input -> method id -> score."
     flat = lambda l: {k: (v["mean"] if isinstance(v, dict) else v) for k, v in l.items() if k not in ("input", "method")}
+    methods = {}
+    for l in result["lines"]:
+        methods.setdefault(l["input"], {})[l["method"]] = flat(l)
     return {"cases": len(cases), "test_videos": len({c.speech_video for c in cases}), **extra,
-            "learned": result["criterion"], "methods": {f"{l['input']} / {l['method']}": flat(l) for l in result["lines"]}}
+            "learned": result["criterion"], "methods": methods}
 
 
-def rt60_measure_record(rows: list[dict], oracle: str = "oracle (true target)") -> dict:
+def rt60_measure_record(rows: list[dict], oracle: str = "oracle") -> dict:
     "The RT60 measures' own errors on the true targets: the decay measure (the RT60 column's instrument) and the blind estimator."
     from avsoundscape.testset import mean_ci
 

@@ -104,12 +104,12 @@ def write_report(out_dir: str | os.PathLike, table: list[dict], cases: list[dict
     return out / "index.html"
 
 # %% ../nbs/11b_report.ipynb #93f5e28e
-RESULT_METHODS = ("separate & remix", "DSP matching", "DSP reverb + remix", "ours (audio-visual)", "oracle (true target)")
+RESULT_METHODS = ("separate_remix", "dsp_matching", "dsp_reverb_remix", "ours_av", "oracle")  # method ids (`evaluate.METHOD_LABELS`)
 
 
 def verdict(line: dict) -> str:
     "One paired line (`evaluate.paired_differences`) in words: the measures where ours is better, worse (95 % CI excludes 0), tied."
-    from avsoundscape.evaluate import COLUMNS, PAIRED_KEYS
+    from avsoundscape.evaluate import COLUMNS, PAIRED_KEYS, method_label
 
     out = {"better": [], "worse": [], "tied": []}
     for k in PAIRED_KEYS:
@@ -118,7 +118,7 @@ def verdict(line: dict) -> str:
         m, ci = line[k]["mean"], line[k]["ci95"]
         gain = m if COLUMNS[k].endswith("↑") else -m  # the column's arrow says which way is better
         out["better" if gain - ci > 0 else "worse" if gain + ci < 0 else "tied"].append(COLUMNS[k].rstrip(" ↓↑"))
-    return f"vs {line['baseline']} ({line['cases']} cases): " + "; ".join(f"{w} on {', '.join(v)}" for w, v in out.items() if v)
+    return f"vs {method_label(line['baseline'])} ({line['cases']} cases): " + "; ".join(f"{w} on {', '.join(v)}" for w, v in out.items() if v)
 
 
 def results_section(eval_dir: str | os.PathLike, realdev_dir: str | os.PathLike | None = None,

@@ -86,9 +86,9 @@ def test_evaluate_cli_on_a_tiny_synthscapes(tmp_path):
             "--enhancer", "none", "--report-cases", "1"]
     assert main(args) == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert m["cases"] >= 3 and "dry / DSP matching" in m["methods"] and "enhanced / ours (audio-visual)" in m["methods"]
+    assert m["cases"] >= 3 and "dsp_matching" in m["methods"]["dry"] and "ours_av" in m["methods"]["enhanced"]
     crit = m["learned"]["dry"]  # an untrained model: its output carries noise that identity lacks, but no scene
-    assert set(crit["gaps_vs_right"]) == {"identity", "ours, wrong scene", "ours, no condition"}
+    assert set(crit["gaps_vs_right"]) == {"identity", "ours_wrong_scene", "ours_no_condition"}
     gap = crit["gaps_vs_right"]["identity"]["ambient_distance_db"]
     assert gap["mean"] - gap["ci95"] > 0 and crit["learned"] is False
     assert "| dry | oracle (true target) |" in (tmp_path / "ev" / "table.md").read_text()
