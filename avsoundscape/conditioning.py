@@ -56,7 +56,7 @@ def freeze(module: nn.Module) -> nn.Module:
 
 class Conditioner(nn.Module):
     "Common base: a backbone (`backbone_modules`) plus heads to `d_model`; `config` rebuilds it with `build_conditioner`."
-    type: str = ""
+    kind: str = ""
     modality: str = ""  # 'audio' | 'image'
 
     def __init__(self, config: dict):
@@ -65,7 +65,7 @@ class Conditioner(nn.Module):
         self.d_model, self.n_tokens = int(config["d_model"]), int(config["n_tokens"])
         self.trainable = bool(config["trainable"])
         if self.d_model < 1 or self.n_tokens < 1:
-            raise AvsError(f"{self.type} encoder: d_model and n_tokens must be >= 1 (got {self.d_model}, {self.n_tokens})")
+            raise AvsError(f"{self.kind} encoder: d_model and n_tokens must be >= 1 (got {self.d_model}, {self.n_tokens})")
         self.token_pos = nn.Parameter(torch.randn(self.n_tokens, self.d_model) * 0.02)  # tells tokens apart
         # audio encoders may carry a room reader: trained by simulation (stage `encoders`), frozen ever after
         self.room_reader = freeze(RT60Estimator()) if config.get("room") else None
@@ -109,7 +109,7 @@ class Conditioner(nn.Module):
         if self.room_reader is None:
             return out
         with torch.no_grad():
-            wav = audio_batch(x, f"{self.type} encoder input", like=self._param)
+            wav = audio_batch(x, f"{self.kind} encoder input", like=self._param)
             return out._replace(room=self.room_reader(rt60_features(wav)).float())
 
     @property
@@ -183,7 +183,7 @@ def _conv_stack(c_in: int, channels) -> nn.Sequential:
 
 class ConvAudioEncoder(Conditioner):
     "16 kHz audio (B, T) -> log-mel -> stride-2 convs -> `n_tokens` time-segment tokens + a pooled vector."
-    type, modality = "conv_audio", "audio"
+    kind, modality = "conv_audio", "audio"
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -200,7 +200,7 @@ class ConvAudioEncoder(Conditioner):
 
     def features(self, wav) -> tuple[torch.Tensor, torch.Tensor]:
         "Backbone features: (B, n_tokens, F) segment means and (B, F) clip mean."
-        x = audio_batch(wav, f"{self.type} encoder input", like=self._param)
+        x = audio_batch(wav, f"{self.kind} encoder input", like=self._param)
         c = self._config
         with self._backbone_grad():
             m = normalize_mel(self.mel(x), c["offset_db"], c["scale_db"])  # (B, mels, frames)
@@ -292,7 +292,7 @@ def _check_htsat(acfg: dict, h: dict) -> None:
 # %% ../nbs/06_conditioning.ipynb #f4bdf02b
 class ClapAudioEncoder(Conditioner):
     "16 kHz audio (B, T) -> LAION-CLAP HTSAT tower + audio projection -> `n_tokens` segment tokens + a pooled vector."
-    type, modality = "clap", "audio"
+    kind, modality = "clap", "audio"
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -342,7 +342,7 @@ class ClapAudioEncoder(Conditioner):
 
     def features(self, wav) -> tuple[torch.Tensor, torch.Tensor]:
         "CLAP-space features: (B, n_tokens, joint_dim) segment embeddings and the (B, joint_dim) clip embedding."
-        x = self.prepare(audio_batch(wav, f"{self.type} encoder input", like=self._param))
+        x = self.prepare(audio_batch(wav, f"{self.kind} encoder input", like=self._param))
         with self._backbone_grad():
             out = self.audio_branch({"waveform": x}, device=x.device)
             fine = out["fine_grained_embedding"]  # (B, frames, width)
@@ -364,7 +364,7 @@ def _size2(size) -> tuple[int, int]:
 
 class ConvImageEncoder(Conditioner):
     "Frames uint8 (B, H, W, 3) or float (B, 3, H, W) -> stride-2 convs -> `n_tokens` region tokens + a pooled vector."
-    type, modality = "conv_image", "image"
+    kind, modality = "conv_image", "image"
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -380,7 +380,7 @@ class ConvImageEncoder(Conditioner):
 
     def features(self, frames) -> tuple[torch.Tensor, torch.Tensor]:
         "Backbone features: (B, n_tokens, C) region means and the (B, C) image mean."
-        x = frames_batch(frames, self.image_size, self._config["resize"], f"{self.type} encoder input", like=self._param)
+        x = frames_batch(frames, self.image_size, self._config["resize"], f"{self.kind} encoder input", like=self._param)
         with self._backbone_grad():
             h = self.net(x)
             seg = F.adaptive_avg_pool2d(h, _grid(self.n_tokens)).flatten(2).transpose(1, 2)
@@ -393,7 +393,7 @@ CLIP_SMALL = {"model": "ViT-B-32", "embed_dim": 64,
 
 class ClipImageEncoder(Conditioner):
     "Frames uint8 (B, H, W, 3) or float (B, 3, H, W) -> open_clip vision tower -> `n_tokens` tokens + a pooled vector."
-    type, modality = "clip", "image"
+    kind, modality = "clip", "image"
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -424,7 +424,7 @@ class ClipImageEncoder(Conditioner):
     def features(self, frames) -> tuple[torch.Tensor, torch.Tensor]:
         "The L2-normalised (B, embed_dim) CLIP image embedding, as (token source, pooled source)."
         c = self._config
-        x = frames_batch(frames, self.image_size, c["resize"], f"{self.type} encoder input", c["mean"], c["std"],
+        x = frames_batch(frames, self.image_size, c["resize"], f"{self.kind} encoder input", c["mean"], c["std"],
                          like=self._param)
         with self._backbone_grad():
             e = self.visual(x)
@@ -452,25 +452,29 @@ CONDITIONER_CLASSES = {"conv_audio": ConvAudioEncoder, "clap": ClapAudioEncoder,
 
 
 def conditioner_config(config: dict | str) -> dict:
-    "A full config: the type's defaults with `config` merged in; unknown types and keys raise `AvsError`."
-    cfg = {"type": config} if isinstance(config, str) else dict(config)
-    kind = cfg.get("type")
+    "A full config: the kind's defaults with `config` merged in; unknown kinds and keys raise `AvsError`."
+    cfg = {"kind": config} if isinstance(config, str) else dict(config)
+    if "type" in cfg:  # the key's name in checkpoints and params written before codecs and conditioners shared `kind`
+        old = cfg.pop("type")
+        if cfg.setdefault("kind", old) != old:
+            raise AvsError(f"conditioner config: kind {cfg['kind']!r} and the older key type {old!r} disagree")
+    kind = cfg.get("kind")
     if kind not in CONDITIONER_CLASSES:
-        raise AvsError(f"unknown conditioner type {kind!r}: use one of {', '.join(CONDITIONER_CLASSES)}")
+        raise AvsError(f"unknown conditioner kind {kind!r}: use one of {', '.join(CONDITIONER_CLASSES)}")
     defaults = CONDITIONER_DEFAULTS[kind]
-    unknown = sorted(set(cfg) - set(defaults) - {"type"})
+    unknown = sorted(set(cfg) - set(defaults) - {"kind"})
     if unknown:
         raise AvsError(f"conditioner {kind!r}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(defaults)})")
-    return merge_params({"type": kind, **copy.deepcopy(defaults)}, cfg)
+    return merge_params({"kind": kind, **copy.deepcopy(defaults)}, cfg)
 
 
 def build_conditioner(config: dict | str, device="cpu") -> Conditioner:
-    "A conditioner from a type name ('conv_audio'|'clap'|'conv_image'|'clip') or a config dict (as `.config` gives)."
+    "A conditioner from a kind name ('conv_audio'|'clap'|'conv_image'|'clip') or a config dict (as `.config` gives)."
     cfg = conditioner_config(config)
     try:
-        enc = CONDITIONER_CLASSES[cfg["type"]](cfg)
+        enc = CONDITIONER_CLASSES[cfg["kind"]](cfg)
     except (TypeError, KeyError, ValueError) as e:
-        raise AvsError(f"conditioner {cfg['type']!r}: bad setting ({type(e).__name__}: {e})") from None
+        raise AvsError(f"conditioner {cfg['kind']!r}: bad setting ({type(e).__name__}: {e})") from None
     return enc.to(resolve_device(device))
 
 # %% ../nbs/06_conditioning.ipynb #29c7dcbb

@@ -37,7 +37,7 @@ class AVContrastive(nn.Module):
                            "their pooled vectors are compared directly")
         for enc in (audio, image):
             if not enc.trainable:
-                log.warning("%s encoder has a frozen backbone (trainable: false): only its heads will learn", enc.type)
+                log.warning("%s encoder has a frozen backbone (trainable: false): only its heads will learn", enc.kind)
         self.audio, self.image = audio, image
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
         self.max_log_scale = math.log(max_logit_scale)

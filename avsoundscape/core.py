@@ -118,7 +118,7 @@ def merge_params(base: dict, override: dict) -> dict:
     for k, v in (override or {}).items():
         old = out.get(k)
         other_kind = isinstance(old, dict) and isinstance(v, dict) and any(
-            t in v and t in old and v[t] != old[t] for t in ("kind", "type"))
+            t in v and t in old and v[t] != old[t] for t in ("kind", "type"))  # `type`: older conditioner configs
         out[k] = merge_params(old, v) if isinstance(v, dict) and isinstance(old, dict) and not other_kind else v
     return out
 

@@ -410,8 +410,8 @@ TINY_MODEL = {
     "clip_seconds": 1.28,
     "codec": {"kind": "mel"},
     "vocoder": {"kind": "griffinlim", "n_iter": 4},
-    "audio_encoder": {"type": "conv_audio", "d_model": 32, "n_tokens": 2, "channels": [8, 16]},
-    "image_encoder": {"type": "conv_image", "d_model": 32, "n_tokens": 2, "image_size": 32, "channels": [8, 16]},
+    "audio_encoder": {"kind": "conv_audio", "d_model": 32, "n_tokens": 2, "channels": [8, 16]},
+    "image_encoder": {"kind": "conv_image", "d_model": 32, "n_tokens": 2, "image_size": 32, "channels": [8, 16]},
     "denoiser": {"block_out_channels": [8, 16], "cond_dim": 32, "n_audio_tokens": 2, "n_image_tokens": 2},
 }
 

@@ -34,10 +34,10 @@ def image_in(h=48, w=64, batch=2, seed=123):
 
 
 TINY = {
-    "conv_audio": {"type": "conv_audio", "d_model": 16, "channels": [4, 8, 8, 16]},
-    "clap": {"type": "clap", "d_model": 16, **copy.deepcopy(CLAP_SMALL)},
-    "conv_image": {"type": "conv_image", "d_model": 16, "channels": [4, 8, 8, 16], "image_size": 32},
-    "clip": {"type": "clip", "d_model": 16, **copy.deepcopy(CLIP_SMALL)},
+    "conv_audio": {"kind": "conv_audio", "d_model": 16, "channels": [4, 8, 8, 16]},
+    "clap": {"kind": "clap", "d_model": 16, **copy.deepcopy(CLAP_SMALL)},
+    "conv_image": {"kind": "conv_image", "d_model": 16, "channels": [4, 8, 8, 16], "image_size": 32},
+    "clip": {"kind": "clip", "d_model": 16, **copy.deepcopy(CLIP_SMALL)},
 }
 INPUT = {"conv_audio": audio_in, "clap": audio_in, "conv_image": image_in, "clip": image_in}
 
@@ -162,13 +162,13 @@ def test_bad_inputs_and_settings():
     with pytest.raises(AvsError, match=r"uint8 frames must be \(batch, height, width, 3\)"):
         tiny("clip")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(AvsError, match="unknown setting"):
-        build_conditioner({"type": "clip", "layers": 2})
+        build_conditioner({"kind": "clip", "layers": 2})
     with pytest.raises(AvsError, match="not tiled by window_size"):
         build_conditioner({**TINY["clap"], "htsat": {**CLAP_SMALL["htsat"], "window_size": 3}})
     with pytest.raises(AvsError, match="gives 201 frames"):
         build_conditioner({**TINY["clap"], "audio_cfg": {**CLAP_SMALL["audio_cfg"], "clip_samples": 96000}})
     with pytest.raises(AvsError, match="no such laion-clap model config"):
-        build_conditioner({"type": "clap", "model": "HTSAT-huge"})
+        build_conditioner({"kind": "clap", "model": "HTSAT-huge"})
 
 
 def test_clip_normalisation_constants_are_open_clips():
@@ -195,7 +195,7 @@ def test_laion_clap_checkpoint_round_trip(tmp_path):
     assert any(k.startswith("module.text_branch.") for k in sd) and any(k.startswith("module.audio_transform.") for k in sd)
     torch.save({"epoch": 45, "state_dict": sd}, tmp_path / "630k-audioset-best.pt")  # LAION's layout
     torch.manual_seed(9)
-    enc = build_conditioner({"type": "clap", "d_model": 16}).eval()  # HTSAT-tiny, LAION's audio config
+    enc = build_conditioner({"kind": "clap", "d_model": 16}).eval()  # HTSAT-tiny, LAION's audio config
     load_clap_audio_weights(enc, tmp_path / "630k-audioset-best.pt")
     wav = audio_in(1.0, batch=1)
     with torch.no_grad():
@@ -300,8 +300,8 @@ def _step(model, opt, wav, frames) -> float:
 
 def test_contrastive_training_beats_chance():
     torch.manual_seed(0)
-    audio = build_conditioner({"type": "conv_audio", "d_model": 32, "channels": [8, 16, 32, 32]})
-    image = build_conditioner({"type": "conv_image", "d_model": 32, "channels": [8, 16, 32, 32], "image_size": 32})
+    audio = build_conditioner({"kind": "conv_audio", "d_model": 32, "channels": [8, 16, 32, 32]})
+    image = build_conditioner({"kind": "conv_image", "d_model": 32, "channels": [8, 16, 32, 32], "image_size": 32})
     model = AVContrastive(audio, image)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
