@@ -120,11 +120,11 @@ def _add_stylize(p):
     p.add_argument("--scene-image", help="a picture of the scene (instead of, or overriding, the video's frame)")
     p.add_argument("--checkpoint", help="checkpoint folder (default: the weights shipped with the package)")
     p.add_argument("-o", "--output", required=True, help="output .wav")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
+    # the sampling settings (stylize.SamplingConfig checks them; each defaults to the checkpoint's)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--sampler", choices=["dpmsolver++", "ddim"], default=None)
-    p.add_argument("--render", choices=["latent", "waveform", "waveform-model"], default=None,
-                   help="how the output is made (default: the checkpoint's; see the Stylizer notebook)")
+    p.add_argument("--sampler", default=None, help="dpmsolver++ | ddim")
+    p.add_argument("--render", default=None, help="latent | waveform | waveform-model: how the output is made (see the Stylizer notebook)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 

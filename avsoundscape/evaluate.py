@@ -59,7 +59,7 @@ def model_methods(stylizer, prefix: str = "ours", guidances=(), seed: int = 0) -
     from avsoundscape.render import RENDERS
 
     for r in RENDERS:  # the other renders of the same model: the paper's path end to end, the waveform ones
-        if r != stylizer.config.get("render", "latent"):
+        if r != stylizer.sampling().render:
             out[f"{prefix}_av_{r.replace('-', '_')}_render"] = functools.partial(lambda c, x, r: st(x, c.cond_wav, c.cond_frame, render=r), r=r)
     for g in guidances:
         out[f"{prefix}_av_guidance_{g:g}"] = functools.partial(lambda c, x, g: st(x, c.cond_wav, c.cond_frame, guidance=g), g=g)

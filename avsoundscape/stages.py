@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -114,7 +114,7 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     "Train the conditional diffusion model (stage `ldm`); returns the exported checkpoint folder."
     from avsoundscape.audio import LogMel
     from avsoundscape.core import load_module_weights, read_module_config
-    from avsoundscape.stylize import Stylizer, build_components
+    from avsoundscape.stylize import SamplingConfig, Stylizer, build_components
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
     trainer = Trainer(model, data, lambda m, b: m.loss(b), cfg, out_dir).fit(resume=resume, progress=progress)
     best = trainer.ema_model()
     st = Stylizer(codec, vocoder, best.audio_encoder, best.image_encoder, best.denoiser,
-                  config={**params.get("stylizer", {}), "window_seconds": params["model"]["clip_seconds"],
+                  config={**asdict(SamplingConfig.from_params(params.get("stylizer"))), "window_seconds": params["model"]["clip_seconds"],
                           "cond_seconds": params["model"]["clip_seconds"]}, device="cpu")
     if trainer.acc.is_main_process:
         st.save_pretrained(out_dir / "model", provenance={

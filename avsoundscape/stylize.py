@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,17 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
+from .conditioning import CondOutput
 from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module,
                                resolve_device, save_module)
-from .conditioning import CondOutput
 from .diffusion import Condition, ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'COMPONENTS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component', 'load_component',
-           'window_starts', 'OverlapAdd', 'crossfade_join', 'Stylizer', 'default_checkpoint', 'load_scene',
-           'build_components', 'tiny_stylizer']
+__all__ = ['log', 'COMPONENTS', 'SAMPLERS', 'SAMPLING_FIELDS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component',
+           'load_component', 'window_starts', 'OverlapAdd', 'crossfade_join', 'SamplingConfig', 'Stylizer',
+           'default_checkpoint', 'load_scene', 'build_components', 'tiny_stylizer']
 
 # %% ../nbs/08_stylize.ipynb #d855a04d
 COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
@@ -120,7 +121,7 @@ def crossfade_join(chunks: torch.Tensor, starts: list[int], overlap: int, n: int
     "Overlap-add windows (K, window) at `starts` with equal-power fades over `overlap`; crop to `n`."
     return OverlapAdd(chunks.shape[1], overlap, len(starts), n).push(chunks)
 
-# %% ../nbs/08_stylize.ipynb #1a754e1d
+# %% ../nbs/08_stylize.ipynb #b279b27e
 def _as_wave(x, name: str) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x).float()
     if x.ndim == 2:
@@ -147,6 +148,44 @@ def _as_image(x, name: str) -> torch.Tensor:
     return x
 
 
+# %% ../nbs/08_stylize.ipynb #43eae367
+SAMPLERS = ("dpmsolver++", "ddim")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    "Sampler steps, classifier-free guidance scale, sampler and render (`render.RENDERS`) of a Stylizer."
+    steps: int = 25
+    guidance: float = 3.0
+    sampler: str = "dpmsolver++"
+    render: str = "latent"
+
+    def __post_init__(self):
+        from avsoundscape.render import RENDERS
+
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise AvsError(f"steps {self.steps!r}: a whole number of at least 1")
+        if self.sampler not in SAMPLERS:
+            raise AvsError(f"sampler {self.sampler!r}: use one of {', '.join(SAMPLERS)}")
+        if self.render not in RENDERS:
+            raise AvsError(f"render {self.render!r}: use one of {', '.join(RENDERS)}")
+
+    @classmethod
+    def from_params(cls, group: dict | None) -> SamplingConfig:
+        "The params group `stylizer` (missing keys take the defaults; an unknown key is an error that names it)."
+        unknown = sorted(set(group or {}) - set(SAMPLING_FIELDS))
+        if unknown:
+            raise AvsError(f"stylizer: unknown key(s) {', '.join(unknown)} (known: {', '.join(SAMPLING_FIELDS)})")
+        return cls(**(group or {}))
+
+    def override(self, **settings) -> SamplingConfig:
+        "This config with the `settings` that are not None."
+        return replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+
+SAMPLING_FIELDS = tuple(f.name for f in fields(SamplingConfig))
+
+# %% ../nbs/08_stylize.ipynb #a4c42e9c
 class Stylizer:
     "Clean speech + a scene example (audio, image, or both) -> the speech as if recorded in that scene."
 
@@ -154,7 +193,8 @@ class Stylizer:
                  device="auto", precision: str = "auto"):
         self.device = resolve_device(device)
         self.config = {"window_seconds": 1.28, "cond_seconds": 1.28, "overlap": 0.25, "batch_size": 16,
-                       "steps": 25, "guidance": 3.0, "sampler": "dpmsolver++", **(config or {})}
+                       **asdict(SamplingConfig()), **(config or {})}
+        self.sampling()  # a bad sampler, render or step count fails here, not at the first call
         self.codec, self.vocoder = codec.to(self.device).eval(), vocoder.to(self.device).eval()
         self.audio_encoder = audio_encoder.to(self.device).eval()
         self.image_encoder = image_encoder.to(self.device).eval()
@@ -201,13 +241,15 @@ class Stylizer:
         reader = self.audio_encoder.background_reader
         return background_power(wav) if reader is None else reader.estimate(wav)
 
+    def sampling(self, **overrides) -> SamplingConfig:
+        "The checkpoint's sampling settings (`config`), with a call's `overrides` (None keeps the checkpoint's)."
+        return SamplingConfig(**{k: self.config[k] for k in SAMPLING_FIELDS}).override(**overrides)
+
     def renderer(self, scene_audio, seed: int | None, render: str | None = None):
         "The waveform renderer of a call (`render`, else the config's; see `render.RENDERS`), or None for the latent path (or when the scene gives no room to read)."
-        from avsoundscape.render import RENDERS, WaveformRender
+        from avsoundscape.render import WaveformRender
 
-        render = render or self.config.get("render", "latent")
-        if render not in RENDERS:
-            raise AvsError(f"render {render!r}: use one of {', '.join(RENDERS)}")
+        render = self.sampling(render=render).render
         if render == "latent":
             return None
         rt60 = self.read_room(scene_audio) if scene_audio is not None else None
@@ -242,8 +284,8 @@ class Stylizer:
         "Yield the stylized speech in order, one batch of windows at a time: memory stays flat for any input length."
         from tqdm.auto import tqdm
 
-        c = self.config
-        steps, guidance, sampler = steps or c["steps"], c["guidance"] if guidance is None else guidance, sampler or c["sampler"]
+        c, s = self.config, self.sampling(steps=steps, guidance=guidance, sampler=sampler, render=render)
+        steps, guidance, sampler = s.steps, s.guidance, s.sampler
         x = _as_wave(speech, "speech input")
         n, W, B = len(x), self.window, int(c["batch_size"])
         O = int(W * c["overlap"])

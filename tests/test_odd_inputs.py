@@ -122,3 +122,10 @@ def test_ten_minutes_stylize_in_bounded_memory(ck, tmp_path):
         peak[seconds] = json.loads(r.stdout.splitlines()[-1])["peak_mb"]
     # the 10-minute input itself is 38 MB (float32); holding the whole output or its spectrogram would add hundreds
     assert peak[600.0] - peak[10.0] < 250, peak
+
+
+def test_a_bad_sampling_setting_is_one_clear_line(ck, files, tmp_path):
+    for flag, value, said in (("--sampler", "euler", "sampler 'euler': use one of dpmsolver++, ddim"),
+                              ("--render", "vocoder", "render 'vocoder': use one of latent, waveform, waveform-model")):
+        r, _ = stylize(ck, tmp_path, files / "short.wav", "--scene-audio", files / "scene_short.wav", flag, value)
+        assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
