@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .core import AvsError, atomic_dir, get_logger
@@ -91,7 +92,50 @@ def list_checkpoints(out_dir: str | os.PathLike) -> list[Path]:
         return []
     return sorted(p for p in d.iterdir() if CKPT_RE.match(p.name) and (p / "trainer.json").is_file())
 
-# %% ../nbs/09_train.ipynb #847fe335
+# %% ../nbs/09_train.ipynb #32a61ba6
+def _to(batch, device):
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
+
+
+def _split(batch, n: int):
+    "`n` micro-batches of a batch (tensors, dicts or tuples of tensors) for gradient accumulation."
+    if n == 1:
+        return [batch]
+    if torch.is_tensor(batch):
+        return list(batch.chunk(n))
+    if isinstance(batch, dict):
+        parts = {k: _split(v, n) for k, v in batch.items()}
+        return [{k: parts[k][i] for k in parts} for i in range(n)]
+    parts = [_split(v, n) for v in batch]
+    return [type(batch)(p[i] for p in parts) for i in range(n)]
+
+
+def _ema_choice(ema_params, groups: dict) -> list:
+    "The parameters the EMA shadows: every trained one (None), a phase's (its name), or a given list."
+    if ema_params is None:
+        return [p for ps in groups.values() for p in ps]
+    if isinstance(ema_params, str):
+        if ema_params not in groups:
+            raise AvsError(f"Trainer: ema_params {ema_params!r} is not a phase (have {', '.join(map(str, groups))})")
+        return groups[ema_params]
+    return list(ema_params)
+
+
+def _param_index(model: nn.Module, chosen: list) -> list[int]:
+    "Positions of `chosen` in `model.parameters()`: they find the same parameters in a copy of the model."
+    ids = {id(p) for p in chosen}
+    idx = [i for i, p in enumerate(model.parameters()) if id(p) in ids]
+    if len(idx) != len(ids):
+        raise AvsError("Trainer: some parameters to train or average are not the model's")
+    return idx
+
+# %% ../nbs/09_train.ipynb #7d4fd7f8
 class Trainer:
     "Train `model` on `dataset` with `loss_fn`, checkpointing into `out_dir`; resumable."
 
@@ -137,166 +181,132 @@ class Trainer:
         ps = list(model.parameters())
         return [ps[i] for i in self._ema_idx]
 
-    # -- checkpoints ---------------------------------------------------------------------------
-    def save(self) -> Path | None:
-        "Write a checkpoint of the current step atomically (main process) and prune old ones."
-        dest = self.out_dir / "checkpoints" / f"step-{self.step:07d}"
-        self.acc.wait_for_everyone()
+# %% ../nbs/09_train.ipynb #f8cd3ff1
+@patch
+def save(self: Trainer) -> Path | None:
+    "Write a checkpoint of the current step atomically (main process) and prune old ones."
+    dest = self.out_dir / "checkpoints" / f"step-{self.step:07d}"
+    self.acc.wait_for_everyone()
+    if self.acc.is_main_process:
+        with atomic_dir(dest) as tmp:
+            self.acc.save_state(str(tmp))
+            (tmp / "trainer.json").write_text(json.dumps({"step": self.step, "config": asdict(self.cfg)}, indent=1))
+        for old in list_checkpoints(self.out_dir)[: -self.cfg.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    self.acc.wait_for_everyone()
+    return dest
+
+
+@patch
+def resume(self: Trainer) -> int:
+    "Load the latest complete checkpoint, if any; return the step to continue from."
+    if self.acc.is_main_process and (self.out_dir / "checkpoints").is_dir():
+        for stale in (self.out_dir / "checkpoints").glob(".step-*"):  # left by a run killed while saving
+            log.warning("removing %s, a checkpoint whose writing was interrupted", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    self.acc.wait_for_everyone()
+    ckpts = list_checkpoints(self.out_dir)
+    if not ckpts:
+        log.info("%s: no checkpoint, starting from step 0", self.out_dir)
+        return 0
+    self.acc.load_state(str(ckpts[-1]))
+    self.step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
+    log.info("resumed from %s (step %d)", ckpts[-1], self.step)
+    return self.step
+
+# %% ../nbs/09_train.ipynb #8ce16920
+@patch
+def ema_model(self: Trainer) -> nn.Module:
+    "A copy of the model with the EMA weights (or the live weights without EMA)."
+    import copy
+
+    m = copy.deepcopy(self.acc.unwrap_model(self.model)).eval()
+    if self.ema is not None:
+        self.ema.copy_to(self._ema_params(m))
+    return m
+
+# %% ../nbs/09_train.ipynb #f12d03fe
+@patch
+def _log(self: Trainer, row: dict) -> None:
+    f = self.out_dir / "metrics.csv"
+    new = not f.is_file()
+    with open(f, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+@patch
+def _trim_log(self: Trainer) -> None:
+    f = self.out_dir / "metrics.csv"
+    if f.is_file():
+        rows = list(csv.DictReader(open(f)))
+        keep = [r for r in rows if int(r["step"]) <= self.step]
+        with open(f, "w", newline="") as fh:
+            if keep:
+                w = csv.DictWriter(fh, fieldnames=list(keep[0])); w.writeheader(); w.writerows(keep)
+
+# %% ../nbs/09_train.ipynb #7b75a654
+@patch
+def _phase(self: Trainer, name, micros: list, logs: dict) -> None:
+    "One optimizer step of phase `name` (None: the only one) over the micro-batches of a step; adds its logs."
+    opt, sched = self.opts[name], self.scheds[name]
+    if name is not None:  # another phase's backward may have left gradients on these: start clean
+        for p in self.groups[name]:
+            p.grad = None
+    for micro in micros:
+        with self.acc.accumulate(self.model), self.acc.autocast():
+            out = self.loss_fn(self.model, micro) if name is None else self.loss_fn(self.model, micro, name)
+            loss = out["loss"] if isinstance(out, dict) else out
+            if not torch.isfinite(loss):
+                where = "" if name is None else f" (phase {name!r})"
+                raise AvsError(f"non-finite loss at step {self.step}{where}: lower the learning rate or check the data")
+            self.acc.backward(loss)
+            if self.acc.sync_gradients and self.cfg.grad_clip:
+                self.acc.clip_grad_norm_(self.model.parameters() if name is None else self.groups[name], self.cfg.grad_clip)
+            opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        pre = "" if name is None else f"{name}_"
+        for k, v in (out.items() if isinstance(out, dict) else {"loss": out}.items()):
+            logs[pre + k] = logs.get(pre + k, 0.0) + float(torch.as_tensor(v).detach()) / self.cfg.grad_accum
+
+
+@patch
+def fit(self: Trainer, resume: bool = False, stop_at: int | None = None, progress: bool = True) -> "Trainer":
+    "Train to `config.steps` (or `stop_at`), from the latest checkpoint when `resume`."
+    from tqdm.auto import tqdm
+
+    self.out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        self.resume()
         if self.acc.is_main_process:
-            with atomic_dir(dest) as tmp:
-                self.acc.save_state(str(tmp))
-                (tmp / "trainer.json").write_text(json.dumps({"step": self.step, "config": asdict(self.cfg)}, indent=1))
-            for old in list_checkpoints(self.out_dir)[: -self.cfg.keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        return dest
-
-    def resume(self) -> int:
-        "Load the latest complete checkpoint, if any; return the step to continue from."
-        if self.acc.is_main_process and (self.out_dir / "checkpoints").is_dir():
-            for stale in (self.out_dir / "checkpoints").glob(".step-*"):  # left by a run killed while saving
-                log.warning("removing %s, a checkpoint whose writing was interrupted", stale)
-                shutil.rmtree(stale, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        ckpts = list_checkpoints(self.out_dir)
-        if not ckpts:
-            log.info("%s: no checkpoint, starting from step 0", self.out_dir)
-            return 0
-        self.acc.load_state(str(ckpts[-1]))
-        self.step = json.loads((ckpts[-1] / "trainer.json").read_text())["step"]
-        log.info("resumed from %s (step %d)", ckpts[-1], self.step)
-        return self.step
-
-    def ema_model(self) -> nn.Module:
-        "A copy of the model with the EMA weights (or the live weights without EMA)."
-        import copy
-
-        m = copy.deepcopy(self.acc.unwrap_model(self.model)).eval()
+            self._trim_log()
+    elif list_checkpoints(self.out_dir):
+        raise AvsError(f"{self.out_dir}: holds checkpoints already; pass resume=True (--resume) or use a new folder")
+    end = min(self.cfg.steps, stop_at or self.cfg.steps)
+    sampler = StepBatchSampler(len(self.dataset), self.cfg.batch_size * self.cfg.grad_accum, self.cfg.seed,
+                               start=self.step, rank=self.acc.process_index, world=self.acc.num_processes, steps=end)
+    # its own generator: creating the iterator must not draw from the global RNG (a resumed run would diverge)
+    loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
+                                         num_workers=self.cfg.num_workers,
+                                         generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
+    bar = tqdm(total=end, initial=self.step, desc="train", unit="step",
+               disable=not (progress and self.acc.is_local_main_process))
+    self.model.train()
+    last = list(self.groups)[-1]
+    for batch in loader:
+        micros, logs = _split(_to(batch, self.acc.device), self.cfg.grad_accum), {}
+        for name in self.groups:
+            self._phase(name, micros, logs)
+        if last is not None:  # with phases, `loss` is the last phase's (the model being trained)
+            logs["loss"] = logs[f"{last}_loss"]
         if self.ema is not None:
-            self.ema.copy_to(self._ema_params(m))
-        return m
-
-    # -- logging -------------------------------------------------------------------------------
-    def _log(self, row: dict) -> None:
-        f = self.out_dir / "metrics.csv"
-        new = not f.is_file()
-        with open(f, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def _trim_log(self) -> None:
-        f = self.out_dir / "metrics.csv"
-        if f.is_file():
-            rows = list(csv.DictReader(open(f)))
-            keep = [r for r in rows if int(r["step"]) <= self.step]
-            with open(f, "w", newline="") as fh:
-                if keep:
-                    w = csv.DictWriter(fh, fieldnames=list(keep[0])); w.writeheader(); w.writerows(keep)
-
-    # -- the loop ------------------------------------------------------------------------------
-    def _phase(self, name, micros: list, logs: dict) -> None:
-        "One optimizer step of phase `name` (None: the only one) over the micro-batches of a step; adds its logs."
-        opt, sched = self.opts[name], self.scheds[name]
-        if name is not None:  # another phase's backward may have left gradients on these: start clean
-            for p in self.groups[name]:
-                p.grad = None
-        for micro in micros:
-            with self.acc.accumulate(self.model), self.acc.autocast():
-                out = self.loss_fn(self.model, micro) if name is None else self.loss_fn(self.model, micro, name)
-                loss = out["loss"] if isinstance(out, dict) else out
-                if not torch.isfinite(loss):
-                    where = "" if name is None else f" (phase {name!r})"
-                    raise AvsError(f"non-finite loss at step {self.step}{where}: lower the learning rate or check the data")
-                self.acc.backward(loss)
-                if self.acc.sync_gradients and self.cfg.grad_clip:
-                    self.acc.clip_grad_norm_(self.model.parameters() if name is None else self.groups[name], self.cfg.grad_clip)
-                opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            pre = "" if name is None else f"{name}_"
-            for k, v in (out.items() if isinstance(out, dict) else {"loss": out}.items()):
-                logs[pre + k] = logs.get(pre + k, 0.0) + float(torch.as_tensor(v).detach()) / self.cfg.grad_accum
-
-    def fit(self, resume: bool = False, stop_at: int | None = None, progress: bool = True) -> "Trainer":
-        "Train to `config.steps` (or `stop_at`), from the latest checkpoint when `resume`."
-        from tqdm.auto import tqdm
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.resume()
-            if self.acc.is_main_process:
-                self._trim_log()
-        elif list_checkpoints(self.out_dir):
-            raise AvsError(f"{self.out_dir}: holds checkpoints already; pass resume=True (--resume) or use a new folder")
-        end = min(self.cfg.steps, stop_at or self.cfg.steps)
-        sampler = StepBatchSampler(len(self.dataset), self.cfg.batch_size * self.cfg.grad_accum, self.cfg.seed,
-                                   start=self.step, rank=self.acc.process_index, world=self.acc.num_processes, steps=end)
-        # its own generator: creating the iterator must not draw from the global RNG (a resumed run would diverge)
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
-                                             num_workers=self.cfg.num_workers,
-                                             generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
-        bar = tqdm(total=end, initial=self.step, desc="train", unit="step",
-                   disable=not (progress and self.acc.is_local_main_process))
-        self.model.train()
-        last = list(self.groups)[-1]
-        for batch in loader:
-            micros, logs = _split(_to(batch, self.acc.device), self.cfg.grad_accum), {}
-            for name in self.groups:
-                self._phase(name, micros, logs)
-            if last is not None:  # with phases, `loss` is the last phase's (the model being trained)
-                logs["loss"] = logs[f"{last}_loss"]
-            if self.ema is not None:
-                self.ema.step(self._ema_params(self.acc.unwrap_model(self.model)))
-            self.step += 1
-            bar.update(); bar.set_postfix(loss=f"{logs['loss']:.4f}")
-            if self.acc.is_main_process and (self.step % self.cfg.log_every == 0 or self.step == end):
-                self._log({"step": self.step, "lr": self.scheds[last].get_last_lr()[0], **logs})
-            if self.step % self.cfg.ckpt_every == 0 or self.step == end:
-                self.save()
-        bar.close()
-        return self
-
-
-# %% ../nbs/09_train.ipynb #e110d47d
-def _to(batch, device):
-    if torch.is_tensor(batch):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to(v, device) for v in batch)
-    return batch
-
-
-def _split(batch, n: int):
-    "`n` micro-batches of a batch (tensors, dicts or tuples of tensors) for gradient accumulation."
-    if n == 1:
-        return [batch]
-    if torch.is_tensor(batch):
-        return list(batch.chunk(n))
-    if isinstance(batch, dict):
-        parts = {k: _split(v, n) for k, v in batch.items()}
-        return [{k: parts[k][i] for k in parts} for i in range(n)]
-    parts = [_split(v, n) for v in batch]
-    return [type(batch)(p[i] for p in parts) for i in range(n)]
-
-
-def _ema_choice(ema_params, groups: dict) -> list:
-    "The parameters the EMA shadows: every trained one (None), a phase's (its name), or a given list."
-    if ema_params is None:
-        return [p for ps in groups.values() for p in ps]
-    if isinstance(ema_params, str):
-        if ema_params not in groups:
-            raise AvsError(f"Trainer: ema_params {ema_params!r} is not a phase (have {', '.join(map(str, groups))})")
-        return groups[ema_params]
-    return list(ema_params)
-
-
-def _param_index(model: nn.Module, chosen: list) -> list[int]:
-    "Positions of `chosen` in `model.parameters()`: they find the same parameters in a copy of the model."
-    ids = {id(p) for p in chosen}
-    idx = [i for i, p in enumerate(model.parameters()) if id(p) in ids]
-    if len(idx) != len(ids):
-        raise AvsError("Trainer: some parameters to train or average are not the model's")
-    return idx
-
+            self.ema.step(self._ema_params(self.acc.unwrap_model(self.model)))
+        self.step += 1
+        bar.update(); bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        if self.acc.is_main_process and (self.step % self.cfg.log_every == 0 or self.step == end):
+            self._log({"step": self.step, "lr": self.scheds[last].get_last_lr()[0], **logs})
+        if self.step % self.cfg.ckpt_every == 0 or self.step == end:
+            self.save()
+    bar.close()
+    return self
