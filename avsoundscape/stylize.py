@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
@@ -27,7 +28,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'COMPONENTS', 'SAMPLERS', 'SAMPLING_FIELDS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component',
            'load_component', 'window_starts', 'OverlapAdd', 'crossfade_join', 'SamplingConfig', 'Stylizer',
-           'default_checkpoint', 'load_scene', 'build_components', 'tiny_stylizer']
+           'build_components', 'tiny_stylizer', 'default_checkpoint', 'load_scene']
 
 # %% ../nbs/08_stylize.ipynb #d855a04d
 COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
@@ -185,7 +186,7 @@ class SamplingConfig:
 
 SAMPLING_FIELDS = tuple(f.name for f in fields(SamplingConfig))
 
-# %% ../nbs/08_stylize.ipynb #a4c42e9c
+# %% ../nbs/08_stylize.ipynb #80d957a2
 class Stylizer:
     "Clean speech + a scene example (audio, image, or both) -> the speech as if recorded in that scene."
 
@@ -211,213 +212,9 @@ class Stylizer:
     def window(self) -> int:
         return int(round(self.config["window_seconds"] * SAMPLE_RATE))
 
-    def _crops(self, scene_audio, seconds: float | None = None) -> torch.Tensor:
-        "The condition audio as up to 8 crops of `seconds` (default `cond_seconds`; half-overlapping, spread over it; looped if shorter)."
-        wav = _as_wave(scene_audio, "scene audio").to(self.device)
-        L = int(round((seconds or self.config["cond_seconds"]) * SAMPLE_RATE))
-        if len(wav) < L:
-            wav = wav.repeat(math.ceil(L / len(wav)))[:L]
-        k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
-        return torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
-
-    @torch.inference_mode()
-    def read_room(self, scene_audio) -> float | None:
-        "The RT60 (s) the audio encoder's room reader hears in the scene audio: the mean log over crops of `room.ROOM_SECONDS`, the length it learned on (a shorter scene: read whole); None without a reader."
-        from avsoundscape.room import ROOM_SECONDS
-
-        reader = self.audio_encoder.room_reader
-        if reader is None:
-            return None
-        wav = _as_wave(scene_audio, "scene audio").to(self.device)
-        crops = wav[None] if len(wav) < ROOM_SECONDS * SAMPLE_RATE else self._crops(wav, ROOM_SECONDS)
-        return float(reader.estimate(crops).float().log().mean().exp())
-
-    @torch.inference_mode()
-    def read_background(self, scene_audio) -> torch.Tensor:
-        "The scene audio's background mel power (64,): the audio encoder's background reader if it has one, else the measured one (`render.background_power`)."
-        from avsoundscape.render import background_power
-
-        wav = _as_wave(scene_audio, "scene audio").cpu()
-        reader = self.audio_encoder.background_reader
-        return background_power(wav) if reader is None else reader.estimate(wav)
-
     def sampling(self, **overrides) -> SamplingConfig:
         "The checkpoint's sampling settings (`config`), with a call's `overrides` (None keeps the checkpoint's)."
         return SamplingConfig(**{k: self.config[k] for k in SAMPLING_FIELDS}).override(**overrides)
-
-    def renderer(self, scene_audio, seed: int | None, render: str | None = None):
-        "The waveform renderer of a call (`render`, else the config's; see `render.RENDERS`), or None for the latent path (or when the scene gives no room to read)."
-        from avsoundscape.render import WaveformRender
-
-        render = self.sampling(render=render).render
-        if render == "latent":
-            return None
-        rt60 = self.read_room(scene_audio) if scene_audio is not None else None
-        if rt60 is None:
-            log.info("stylize: %s: the latent path renders this call", "no scene audio to read a room from" if scene_audio is None
-                     else "this model has no room reader")
-            return None
-        return WaveformRender(rt60, self.read_background(scene_audio),
-                              "model" if render == "waveform-model" else "measured", seed=seed or 0)
-
-    @torch.inference_mode()
-    def encode_condition(self, scene_audio=None, scene_image=None) -> Condition:
-        "The denoiser's `Condition` of one scene (batch 1); a missing modality gets its null tokens."
-        audio = image = None
-        if scene_audio is not None:
-            with self._autocast():
-                out = self.audio_encoder(self._crops(scene_audio))
-            mean = lambda x: None if x is None else x.float().mean(0, keepdim=True)  # over the crops
-            audio = CondOutput(tokens=mean(out.tokens), pooled=mean(out.pooled), mask=out.mask[:1], room=mean(out.room))
-        if scene_image is not None:
-            img = _as_image(scene_image, "scene image").to(self.device)[None]
-            with self._autocast():
-                image = self.image_encoder(img)
-        if audio is None and image is None:
-            log.warning("stylize: no scene given (neither audio nor image): unconditional output")
-        return self.denoiser.condition(audio, image, batch=1)
-
-    @torch.inference_mode()
-    def stream(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
-               guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-               progress: bool = False, render: str | None = None):
-        "Yield the stylized speech in order, one batch of windows at a time: memory stays flat for any input length."
-        from tqdm.auto import tqdm
-
-        c, s = self.config, self.sampling(steps=steps, guidance=guidance, sampler=sampler, render=render)
-        steps, guidance, sampler = s.steps, s.guidance, s.sampler
-        x = _as_wave(speech, "speech input")
-        n, W, B = len(x), self.window, int(c["batch_size"])
-        O = int(W * c["overlap"])
-        starts = window_starts(n, W, O)
-        padded = torch.nn.functional.pad(x, (0, starts[-1] + W - n))
-        wave = self.renderer(scene_audio, seed, render)
-        if wave is not None and wave.ambience == "measured":  # the room and the measured ambience: no sampling at all
-            for a in range(0, n, B * (W - O)):
-                yield wave.push(x[a: a + B * (W - O)])
-            return
-        cond = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
-        null = self.denoiser.condition(batch=1)
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        join, at = OverlapAdd(W, O, len(starts), n), 0
-        for i, b in enumerate(tqdm(range(0, len(starts), B), desc="stylize", unit="batch", disable=not progress)):
-            windows = torch.stack([padded[s:s + W] for s in starts[b:b + B]]).to(self.device)
-            with contextlib.ExitStack() as stack:
-                if seed is not None:  # what draws from the global RNG (Griffin-Lim's phases) follows the seed too
-                    stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
-                    torch.manual_seed(seed + 1_000_003 * i)
-                out = self._windows(windows, cond, null, steps, guidance, sampler, gen)
-                block = join.push(out).cpu()
-                if wave is not None:
-                    block = wave.push(x[at: at + len(block)], block)
-                at += len(block)
-            yield block
-
-    def stylize(self, speech, scene_audio=None, scene_image=None, steps: int | None = None,
-                guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-                progress: bool = False, render: str | None = None) -> torch.Tensor:
-        "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input, never beyond full scale."
-        from avsoundscape.audio import PEAK_LIMIT
-
-        out = torch.cat(list(self.stream(speech, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render)))
-        peak = float(out.abs().max()) if len(out) else 0.0
-        if peak > 1.0:  # one gain for the whole output: its level drops, its shape stays, nothing is clipped
-            log.info("stylize: output peak %.2f: scaled by %.1f dB to stay within full scale", peak, 20 * math.log10(PEAK_LIMIT / peak))
-            out = out * (PEAK_LIMIT / peak)
-        return out
-
-    def stylize_file(self, speech, output: str | os.PathLike, scene_audio=None, scene_image=None, steps: int | None = None,
-                     guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
-                     progress: bool = False, render: str | None = None) -> dict:
-        "Stylize `speech` (a waveform or an audio file) into `output` (16-bit; WAV, FLAC ... by its suffix), batch by batch: the output is never held whole, and one gain at the end keeps it within full scale."
-        from avsoundscape.audio import audio_writer, load_audio
-
-        x = load_audio(speech) if isinstance(speech, (str, os.PathLike)) else speech
-        with audio_writer(output, peak="scale") as write:
-            for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render):
-                write(block)
-        s = write.stats
-        return {"path": str(output), "seconds": s["samples"] / SAMPLE_RATE, **s}
-
-    def _windows(self, windows, cond, null, steps, guidance, sampler, gen) -> torch.Tensor:
-        "Stylized windows (k, window) for input windows (k, window)."
-        k, W = windows.shape
-        with self._autocast():
-            mel = self.mel(windows)
-            lat = self.codec.encode(mel)
-            z = sample(self.denoiser, lat, cond.expand(k), steps, guidance, sampler, gen, null=null.expand(k))
-            wav = self.vocoder(self.codec.decode(z, frames=mel.shape[-1]))
-        return wav.float()[:, :W]
-
-    # -- persistence ---------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
-        "Write every component and `avsoundscape.json` into `folder` (replaced as a whole, atomically)."
-        from avsoundscape import __version__
-
-        with atomic_dir(folder) as tmp:
-            for name in COMPONENTS:
-                save_component(name, getattr(self, name), tmp / name)
-            meta = {"format": 1, "package_version": __version__, "components": list(COMPONENTS),
-                    "stylizer": self.config, "provenance": provenance or {}}
-            (tmp / "avsoundscape.json").write_text(json.dumps(meta, indent=1))
-        return Path(folder)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device="auto", precision: str = "auto") -> "Stylizer":
-        "Load a checkpoint folder written by `save_pretrained` (or by training)."
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise AvsError(f"{folder}: checkpoint folder not found")
-        meta_file = folder / "avsoundscape.json"
-        if not meta_file.is_file():
-            raise AvsError(f"{folder}: not an avsoundscape checkpoint (no avsoundscape.json)")
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise AvsError(f"{meta_file}: not valid JSON ({e})") from None
-        if not isinstance(meta, dict):
-            raise AvsError(f"{meta_file}: expected a JSON object")
-        missing = [n for n in COMPONENTS if not (folder / n).is_dir()]
-        if missing:
-            raise AvsError(f"{folder}: incomplete checkpoint, missing component folder(s): {', '.join(missing)}")
-        parts = {n: load_component(n, folder / n) for n in COMPONENTS}
-        s = cls(**parts, config=meta.get("stylizer"), device=device, precision=precision)
-        s.meta = meta
-        return s
-
-# %% ../nbs/08_stylize.ipynb #4485f85c
-def default_checkpoint() -> Path:
-    "The checkpoint folder shipped inside the package."
-    folder = Path(__file__).parent / "weights" / "default"
-    if not (folder / "avsoundscape.json").is_file():
-        raise AvsError(f"no default weights in this install ({folder} is missing): pass --checkpoint DIR "
-                       "(a folder written by `avsoundscape train` or Stylizer.save_pretrained)")
-    return folder
-
-
-def load_scene(scene=None, scene_audio=None, scene_image=None, fps_time: float | None = None):
-    "Read a scene from files: a video (its audio track and middle frame), an audio file, an image file."
-    from avsoundscape.audio import load_audio
-    from avsoundscape.video import probe_video, read_frames_at, read_video_audio
-
-    audio = image = None
-    if scene is not None:
-        info = probe_video(scene)
-        if info.has_audio:
-            audio = read_video_audio(scene)
-        if info.has_video:
-            image = read_frames_at(scene, [fps_time if fps_time is not None else info.duration / 2])[0]
-        if audio is None and image is None:
-            raise AvsError(f"{scene}: has neither an audio nor a video stream")
-        if audio is None and scene_audio is None:
-            log.warning("%s: no audio track; the scene is read from its picture alone", scene)
-        if image is None and scene_image is None:
-            log.warning("%s: no video stream; the scene is read from its audio alone", scene)
-    if scene_audio is not None:
-        audio = load_audio(scene_audio)
-    if scene_image is not None:
-        image = _as_image(scene_image, str(scene_image))
-    return audio, image
 
 # %% ../nbs/08_stylize.ipynb #2f8f049b
 def build_components(model: dict) -> tuple:
@@ -462,3 +259,227 @@ def tiny_stylizer(seed: int = 0, device="cpu") -> Stylizer:
     "A small untrained Stylizer on the CPU defaults' kinds of components (for tests and examples)."
     torch.manual_seed(seed)
     return Stylizer(*build_components(TINY_MODEL), config={"steps": 3, "guidance": 2.0}, device=device)
+
+# %% ../nbs/08_stylize.ipynb #60af0ba4
+@patch
+def _crops(self: Stylizer, scene_audio, seconds: float | None = None) -> torch.Tensor:
+    "The condition audio as up to 8 crops of `seconds` (default `cond_seconds`; half-overlapping, spread over it; looped if shorter)."
+    wav = _as_wave(scene_audio, "scene audio").to(self.device)
+    L = int(round((seconds or self.config["cond_seconds"]) * SAMPLE_RATE))
+    if len(wav) < L:
+        wav = wav.repeat(math.ceil(L / len(wav)))[:L]
+    k = int(min(8, 1 + (len(wav) - L) // (L // 2)))
+    return torch.stack([wav[int(s):int(s) + L] for s in np.linspace(0, len(wav) - L, k).round()])
+
+
+@patch
+@torch.inference_mode()
+def read_room(self: Stylizer, scene_audio) -> float | None:
+    "The RT60 (s) the audio encoder's room reader hears in the scene audio: the mean log over crops of `room.ROOM_SECONDS`, the length it learned on (a shorter scene: read whole); None without a reader."
+    from avsoundscape.room import ROOM_SECONDS
+
+    reader = self.audio_encoder.room_reader
+    if reader is None:
+        return None
+    wav = _as_wave(scene_audio, "scene audio").to(self.device)
+    crops = wav[None] if len(wav) < ROOM_SECONDS * SAMPLE_RATE else self._crops(wav, ROOM_SECONDS)
+    return float(reader.estimate(crops).float().log().mean().exp())
+
+
+@patch
+@torch.inference_mode()
+def read_background(self: Stylizer, scene_audio) -> torch.Tensor:
+    "The scene audio's background mel power (64,): the audio encoder's background reader if it has one, else the measured one (`render.background_power`)."
+    from avsoundscape.render import background_power
+
+    wav = _as_wave(scene_audio, "scene audio").cpu()
+    reader = self.audio_encoder.background_reader
+    return background_power(wav) if reader is None else reader.estimate(wav)
+
+
+@patch
+@torch.inference_mode()
+def encode_condition(self: Stylizer, scene_audio=None, scene_image=None) -> Condition:
+    "The denoiser's `Condition` of one scene (batch 1); a missing modality gets its null tokens."
+    audio = image = None
+    if scene_audio is not None:
+        with self._autocast():
+            out = self.audio_encoder(self._crops(scene_audio))
+        mean = lambda x: None if x is None else x.float().mean(0, keepdim=True)  # over the crops
+        audio = CondOutput(tokens=mean(out.tokens), pooled=mean(out.pooled), mask=out.mask[:1], room=mean(out.room))
+    if scene_image is not None:
+        img = _as_image(scene_image, "scene image").to(self.device)[None]
+        with self._autocast():
+            image = self.image_encoder(img)
+    if audio is None and image is None:
+        log.warning("stylize: no scene given (neither audio nor image): unconditional output")
+    return self.denoiser.condition(audio, image, batch=1)
+
+# %% ../nbs/08_stylize.ipynb #a67fef5f
+@patch
+def renderer(self: Stylizer, scene_audio, seed: int | None, render: str | None = None):
+    "The waveform renderer of a call (`render`, else the config's; see `render.RENDERS`), or None for the latent path (or when the scene gives no room to read)."
+    from avsoundscape.render import WaveformRender
+
+    render = self.sampling(render=render).render
+    if render == "latent":
+        return None
+    rt60 = self.read_room(scene_audio) if scene_audio is not None else None
+    if rt60 is None:
+        log.info("stylize: %s: the latent path renders this call", "no scene audio to read a room from" if scene_audio is None
+                 else "this model has no room reader")
+        return None
+    return WaveformRender(rt60, self.read_background(scene_audio),
+                          "model" if render == "waveform-model" else "measured", seed=seed or 0)
+
+
+@patch
+@torch.inference_mode()
+def stream(self: Stylizer, speech, scene_audio=None, scene_image=None, steps: int | None = None,
+           guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
+           progress: bool = False, render: str | None = None):
+    "Yield the stylized speech in order, one batch of windows at a time: memory stays flat for any input length."
+    from tqdm.auto import tqdm
+
+    c, s = self.config, self.sampling(steps=steps, guidance=guidance, sampler=sampler, render=render)
+    steps, guidance, sampler = s.steps, s.guidance, s.sampler
+    x = _as_wave(speech, "speech input")
+    n, W, B = len(x), self.window, int(c["batch_size"])
+    O = int(W * c["overlap"])
+    starts = window_starts(n, W, O)
+    padded = torch.nn.functional.pad(x, (0, starts[-1] + W - n))
+    wave = self.renderer(scene_audio, seed, render)
+    if wave is not None and wave.ambience == "measured":  # the room and the measured ambience: no sampling at all
+        for a in range(0, n, B * (W - O)):
+            yield wave.push(x[a: a + B * (W - O)])
+        return
+    cond = self.encode_condition(scene_audio, scene_image)  # once per call, not per window
+    null = self.denoiser.condition(batch=1)
+    gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+    join, at = OverlapAdd(W, O, len(starts), n), 0
+    for i, b in enumerate(tqdm(range(0, len(starts), B), desc="stylize", unit="batch", disable=not progress)):
+        windows = torch.stack([padded[s:s + W] for s in starts[b:b + B]]).to(self.device)
+        with contextlib.ExitStack() as stack:
+            if seed is not None:  # what draws from the global RNG (Griffin-Lim's phases) follows the seed too
+                stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
+                torch.manual_seed(seed + 1_000_003 * i)
+            out = self._windows(windows, cond, null, steps, guidance, sampler, gen)
+            block = join.push(out).cpu()
+            if wave is not None:
+                block = wave.push(x[at: at + len(block)], block)
+            at += len(block)
+        yield block
+
+
+@patch
+def stylize(self: Stylizer, speech, scene_audio=None, scene_image=None, steps: int | None = None,
+            guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
+            progress: bool = False, render: str | None = None) -> torch.Tensor:
+    "16 kHz mono speech (any length) -> the same speech in the scene, exactly as long as the input, never beyond full scale."
+    from avsoundscape.audio import PEAK_LIMIT
+
+    out = torch.cat(list(self.stream(speech, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render)))
+    peak = float(out.abs().max()) if len(out) else 0.0
+    if peak > 1.0:  # one gain for the whole output: its level drops, its shape stays, nothing is clipped
+        log.info("stylize: output peak %.2f: scaled by %.1f dB to stay within full scale", peak, 20 * math.log10(PEAK_LIMIT / peak))
+        out = out * (PEAK_LIMIT / peak)
+    return out
+
+
+@patch
+def stylize_file(self: Stylizer, speech, output: str | os.PathLike, scene_audio=None, scene_image=None, steps: int | None = None,
+                 guidance: float | None = None, sampler: str | None = None, seed: int | None = None,
+                 progress: bool = False, render: str | None = None) -> dict:
+    "Stylize `speech` (a waveform or an audio file) into `output` (16-bit; WAV, FLAC ... by its suffix), batch by batch: the output is never held whole, and one gain at the end keeps it within full scale."
+    from avsoundscape.audio import audio_writer, load_audio
+
+    x = load_audio(speech) if isinstance(speech, (str, os.PathLike)) else speech
+    with audio_writer(output, peak="scale") as write:
+        for block in self.stream(x, scene_audio, scene_image, steps, guidance, sampler, seed, progress, render):
+            write(block)
+    s = write.stats
+    return {"path": str(output), "seconds": s["samples"] / SAMPLE_RATE, **s}
+
+
+@patch
+def _windows(self: Stylizer, windows, cond, null, steps, guidance, sampler, gen) -> torch.Tensor:
+    "Stylized windows (k, window) for input windows (k, window)."
+    k, W = windows.shape
+    with self._autocast():
+        mel = self.mel(windows)
+        lat = self.codec.encode(mel)
+        z = sample(self.denoiser, lat, cond.expand(k), steps, guidance, sampler, gen, null=null.expand(k))
+        wav = self.vocoder(self.codec.decode(z, frames=mel.shape[-1]))
+    return wav.float()[:, :W]
+
+# %% ../nbs/08_stylize.ipynb #5005da73
+@patch
+def save_pretrained(self: Stylizer, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
+    "Write every component and `avsoundscape.json` into `folder` (replaced as a whole, atomically)."
+    from avsoundscape import __version__
+
+    with atomic_dir(folder) as tmp:
+        for name in COMPONENTS:
+            save_component(name, getattr(self, name), tmp / name)
+        meta = {"format": 1, "package_version": __version__, "components": list(COMPONENTS),
+                "stylizer": self.config, "provenance": provenance or {}}
+        (tmp / "avsoundscape.json").write_text(json.dumps(meta, indent=1))
+    return Path(folder)
+
+
+@patch(cls_method=True)
+def from_pretrained(cls: Stylizer, folder: str | os.PathLike, device="auto", precision: str = "auto") -> "Stylizer":
+    "Load a checkpoint folder written by `save_pretrained` (or by training)."
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AvsError(f"{folder}: checkpoint folder not found")
+    meta_file = folder / "avsoundscape.json"
+    if not meta_file.is_file():
+        raise AvsError(f"{folder}: not an avsoundscape checkpoint (no avsoundscape.json)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AvsError(f"{meta_file}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise AvsError(f"{meta_file}: expected a JSON object")
+    missing = [n for n in COMPONENTS if not (folder / n).is_dir()]
+    if missing:
+        raise AvsError(f"{folder}: incomplete checkpoint, missing component folder(s): {', '.join(missing)}")
+    parts = {n: load_component(n, folder / n) for n in COMPONENTS}
+    s = cls(**parts, config=meta.get("stylizer"), device=device, precision=precision)
+    s.meta = meta
+    return s
+
+# %% ../nbs/08_stylize.ipynb #4485f85c
+def default_checkpoint() -> Path:
+    "The checkpoint folder shipped inside the package."
+    folder = Path(__file__).parent / "weights" / "default"
+    if not (folder / "avsoundscape.json").is_file():
+        raise AvsError(f"no default weights in this install ({folder} is missing): pass --checkpoint DIR "
+                       "(a folder written by `avsoundscape train` or Stylizer.save_pretrained)")
+    return folder
+
+
+def load_scene(scene=None, scene_audio=None, scene_image=None, fps_time: float | None = None):
+    "Read a scene from files: a video (its audio track and middle frame), an audio file, an image file."
+    from avsoundscape.audio import load_audio
+    from avsoundscape.video import probe_video, read_frames_at, read_video_audio
+
+    audio = image = None
+    if scene is not None:
+        info = probe_video(scene)
+        if info.has_audio:
+            audio = read_video_audio(scene)
+        if info.has_video:
+            image = read_frames_at(scene, [fps_time if fps_time is not None else info.duration / 2])[0]
+        if audio is None and image is None:
+            raise AvsError(f"{scene}: has neither an audio nor a video stream")
+        if audio is None and scene_audio is None:
+            log.warning("%s: no audio track; the scene is read from its picture alone", scene)
+        if image is None and scene_image is None:
+            log.warning("%s: no video stream; the scene is read from its audio alone", scene)
+    if scene_audio is not None:
+        audio = load_audio(scene_audio)
+    if scene_image is not None:
+        image = _as_image(scene_image, str(scene_image))
+    return audio, image
