@@ -12,7 +12,11 @@ import sys
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'main']
 
-# %% ../nbs/12_cli.ipynb #9620ca52
+# %% ../nbs/12_cli.ipynb #284eeb07
+def _add_info(p):
+    p.add_argument("files", nargs="+", help="audio or video files")
+
+
 def _info(args) -> int:
     from avsoundscape.audio import SAMPLE_RATE, load_audio
     from avsoundscape.video import probe_video
@@ -30,6 +34,11 @@ def _info(args) -> int:
         print(line)
     return 0
 
+# %% ../nbs/12_cli.ipynb #991b9fff
+def _add_convert(p):
+    p.add_argument("input", help="any audio file, or a video with an audio track")
+    p.add_argument("output", help="output .wav or .flac (16 kHz mono)")
+
 
 def _convert(args) -> int:
     from avsoundscape.audio import load_audio, save_audio
@@ -37,6 +46,20 @@ def _convert(args) -> int:
     save_audio(args.output, load_audio(args.input))
     print(f"wrote {args.output}")
     return 0
+
+# %% ../nbs/12_cli.ipynb #b399103c
+def _add_prepare(p):
+    p.add_argument("data_dir", help="a folder of videos, an Acoustic-AVSpeech release, or a SynthScapes folder")
+    p.add_argument("out_dir", help="where shards, manifest.csv and summary.json go")
+    p.add_argument("--layout", default="auto", choices=["auto", "folder", "synthscapes", "acoustic-avspeech"])
+    p.add_argument("--clip-seconds", type=float, default=1.28)
+    p.add_argument("--pairs-per-video", type=int, default=4)
+    p.add_argument("--enhancer", default="classical", help="classical | none | oracle (SynthScapes ablation) | module:callable")
+    p.add_argument("--frame-size", type=int, default=128)
+    p.add_argument("--cond-frames", type=int, default=1, help="frames per condition clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--shard", default="0/1", help="I/N: this job's share of the videos (for cluster arrays)")
 
 
 def _prepare(args) -> int:
@@ -55,6 +78,22 @@ def _prepare(args) -> int:
     for sk in s["skipped"]:
         print(f"  skipped {sk['reason']}")
     return 0
+
+# %% ../nbs/12_cli.ipynb #b0004ac0
+def _add_stylize(p):
+    p.add_argument("input", help="clean speech (any audio file)")
+    p.add_argument("--scene", help="a video of the scene: its audio track and middle frame")
+    p.add_argument("--scene-audio", help="audio of the scene (instead of, or overriding, the video's)")
+    p.add_argument("--scene-image", help="a picture of the scene (instead of, or overriding, the video's frame)")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the weights shipped with the package)")
+    p.add_argument("-o", "--output", required=True, help="output .wav")
+    # the sampling settings (stylize.SamplingConfig checks them; each defaults to the checkpoint's)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--sampler", default=None, help="dpmsolver++ | ddim")
+    p.add_argument("--render", default=None, help="latent | waveform | waveform-model: how the output is made (see the Stylizer notebook)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
 def _stylize(args) -> int:
@@ -76,6 +115,17 @@ def _stylize(args) -> int:
     print(f"wrote {args.output} ({info['seconds']:.2f} s)")
     return 0
 
+# %% ../nbs/12_cli.ipynb #4920b1bf
+def _add_train(p):
+    p.add_argument("stage", choices=["encoders", "vae", "vocoder", "ldm"], help="what to train")
+    p.add_argument("--params", default="params.yaml", help="params file (groups model, encoders, vae, vocoder, ldm, stylizer)")
+    p.add_argument("--pairs", default="results/prepare/pairs", help="shards written by `avsoundscape prepare`")
+    p.add_argument("--out", default=None, help="run folder (default results/train/STAGE)")
+    p.add_argument("--init-encoders", default=None, help="ldm: start the encoders from an `encoders` run's model/ folder")
+    p.add_argument("--codec", default=None, help="ldm: the codec of a `vae` run (its model/ folder) instead of params' model.codec")
+    p.add_argument("--vocoder", default=None, help="ldm: the vocoder of a `vocoder` run (its model/ folder) instead of params' model.vocoder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+
 
 def _train(args) -> int:
     from avsoundscape.core import AvsError, load_params
@@ -93,56 +143,6 @@ def _train(args) -> int:
         folder = getattr(stages, f"train_{args.stage}")(params, args.pairs, out, resume=args.resume)
     print(f"exported {folder}")
     return 0
-
-
-def _add_info(p):
-    p.add_argument("files", nargs="+", help="audio or video files")
-
-
-def _add_prepare(p):
-    p.add_argument("data_dir", help="a folder of videos, an Acoustic-AVSpeech release, or a SynthScapes folder")
-    p.add_argument("out_dir", help="where shards, manifest.csv and summary.json go")
-    p.add_argument("--layout", default="auto", choices=["auto", "folder", "synthscapes", "acoustic-avspeech"])
-    p.add_argument("--clip-seconds", type=float, default=1.28)
-    p.add_argument("--pairs-per-video", type=int, default=4)
-    p.add_argument("--enhancer", default="classical", help="classical | none | oracle (SynthScapes ablation) | module:callable")
-    p.add_argument("--frame-size", type=int, default=128)
-    p.add_argument("--cond-frames", type=int, default=1, help="frames per condition clip")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--shard", default="0/1", help="I/N: this job's share of the videos (for cluster arrays)")
-
-
-def _add_stylize(p):
-    p.add_argument("input", help="clean speech (any audio file)")
-    p.add_argument("--scene", help="a video of the scene: its audio track and middle frame")
-    p.add_argument("--scene-audio", help="audio of the scene (instead of, or overriding, the video's)")
-    p.add_argument("--scene-image", help="a picture of the scene (instead of, or overriding, the video's frame)")
-    p.add_argument("--checkpoint", help="checkpoint folder (default: the weights shipped with the package)")
-    p.add_argument("-o", "--output", required=True, help="output .wav")
-    # the sampling settings (stylize.SamplingConfig checks them; each defaults to the checkpoint's)
-    p.add_argument("--steps", type=int, default=None, help="sampler steps")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--sampler", default=None, help="dpmsolver++ | ddim")
-    p.add_argument("--render", default=None, help="latent | waveform | waveform-model: how the output is made (see the Stylizer notebook)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-
-
-def _add_train(p):
-    p.add_argument("stage", choices=["encoders", "vae", "vocoder", "ldm"], help="what to train")
-    p.add_argument("--params", default="params.yaml", help="params file (groups model, encoders, vae, vocoder, ldm, stylizer)")
-    p.add_argument("--pairs", default="results/prepare/pairs", help="shards written by `avsoundscape prepare`")
-    p.add_argument("--out", default=None, help="run folder (default results/train/STAGE)")
-    p.add_argument("--init-encoders", default=None, help="ldm: start the encoders from an `encoders` run's model/ folder")
-    p.add_argument("--codec", default=None, help="ldm: the codec of a `vae` run (its model/ folder) instead of params' model.codec")
-    p.add_argument("--vocoder", default=None, help="ldm: the vocoder of a `vocoder` run (its model/ folder) instead of params' model.vocoder")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-
-
-def _add_convert(p):
-    p.add_argument("input", help="any audio file, or a video with an audio track")
-    p.add_argument("output", help="output .wav or .flac (16 kHz mono)")
 
 # %% ../nbs/12_cli.ipynb #bd10c88f
 def _add_synth(p):
