@@ -54,7 +54,7 @@ def load_audioldm_vocoder(folder: str | os.PathLike, device="cpu") -> HifiGanVoc
     model = SpeechT5HifiGan.from_pretrained(str(sub), local_files_only=True)
     return HifiGanVocoder(model).to(resolve_device(device)).eval()
 
-# %% ../nbs/05b_audioldm.ipynb #711f6d08
+
 def load_audioldm(folder: str | os.PathLike, device="cpu"):
     "(codec, vocoder) from a local AudioLDM folder in diffusers layout (`vae/` + `vocoder/`)."
     return load_audioldm_vae(folder, device), load_audioldm_vocoder(folder, device)
