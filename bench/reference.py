@@ -22,17 +22,20 @@ def reference_stylize(st: Stylizer, speech: torch.Tensor, scene_audio, scene_ima
     gen = torch.Generator(device=dev).manual_seed(seed)
     outs = []
     for s in starts:
-        both = st.encode_condition(scene_audio, scene_image).cat(den.condition(batch=1))  # the encoders again, for every window
+        cond = st.encode_condition(scene_audio, scene_image)  # the encoders again, for every window
+        both = cond.cat(den.condition(batch=1))
         mel = st.mel(padded[s:s + W][None])
         latent = st.codec.encode(mel)
+        latents = torch.cat([latent, latent])
+        # a denoiser with an acoustic prior generates the residual over it (as diffusion.sample does)
+        base, prior = (den.prior_of(latent, cond), den.prior_of(latents, both)) if den.prior is not None else (None, None)
         sched = make_scheduler(den.config, sampler)
         sched.set_timesteps(steps)
         x = torch.randn((1, den.config.latent_channels, *latent.shape[2:]), generator=gen, device=dev) * sched.init_noise_sigma
-        latents = torch.cat([latent, latent])
         for t in sched.timesteps:
             xin = sched.scale_model_input(torch.cat([x, x]), t)
-            cond, uncond = den.unet(torch.cat([xin, latents], 1), t, encoder_hidden_states=both.tokens,
-                                    encoder_attention_mask=both.mask, class_labels=both.pooled).sample.chunk(2)
-            x = sched.step(uncond + guidance * (cond - uncond), t, x).prev_sample
+            c, u = den(xin, t.expand(2), latents, both, prior).chunk(2)
+            x = sched.step(u + guidance * (c - u), t, x).prev_sample
+        x = x if base is None else base + x
         outs.append(st.vocoder(st.codec.decode(x, frames=mel.shape[-1]))[:, :W])
     return crossfade_join(torch.cat(outs), starts, O, n).cpu()

@@ -15,11 +15,17 @@ from run import END, START, choose, put_section, tables  # noqa: E402
 from speed import MelProbe  # noqa: E402
 
 
-@pytest.mark.parametrize("batch_size", [16, 2])
-def test_reference_loop_equals_the_stylizer(batch_size):
-    from avsoundscape.stylize import tiny_stylizer
+@pytest.mark.parametrize("batch_size, prior", [(16, False), (2, False), (2, True)])
+def test_reference_loop_equals_the_stylizer(batch_size, prior):
+    from avsoundscape.stylize import TINY_MODEL, Stylizer, build_components, tiny_stylizer
 
-    st = tiny_stylizer()
+    if prior:  # the shipped model's kind: a room reader and the acoustic prior (the network generates the residual)
+        torch.manual_seed(0)
+        model = {**TINY_MODEL, "audio_encoder": {**TINY_MODEL["audio_encoder"], "room": True},
+                 "denoiser": {**TINY_MODEL["denoiser"], "prior": {"room": True}}}
+        st = Stylizer(*build_components(model), config={"steps": 3, "guidance": 2.0}, device="cpu")
+    else:
+        st = tiny_stylizer()
     st.vocoder, st.config["batch_size"] = MelProbe(), batch_size  # Griffin-Lim's random phases aside
     x = speechlike(4.0).float()
     scene = 0.05 * torch.randn(2 * 16000, generator=torch.Generator().manual_seed(1))
