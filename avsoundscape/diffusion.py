@@ -15,8 +15,8 @@ from .core import AvsError
 from .prior import AcousticPrior
 
 # %% auto #0
-__all__ = ['DenoiserConfig', 'Condition', 'TokenMaskAttnProcessor', 'ConditionalDenoiser', 'make_scheduler', 'draw_drops',
-           'denoiser_loss', 'sample']
+__all__ = ['SAMPLERS', 'DenoiserConfig', 'Condition', 'TokenMaskAttnProcessor', 'ConditionalDenoiser', 'make_scheduler',
+           'draw_drops', 'denoiser_loss', 'sample']
 
 # %% ../nbs/07_diffusion.ipynb #ae7afda0
 @dataclass
@@ -172,6 +172,9 @@ class ConditionalDenoiser(nn.Module):
                          class_labels=cond.pooled, cross_attention_kwargs={"token_mask": bias}).sample
 
 # %% ../nbs/07_diffusion.ipynb #91034b7c
+SAMPLERS = ("dpmsolver++", "ddim")  # the samplers of `sample` ('ddpm' is the training schedule)
+
+
 def make_scheduler(config: DenoiserConfig, sampler: str = "ddpm"):
     "A diffusers scheduler on the denoiser's schedule: 'ddpm' (training), 'ddim' or 'dpmsolver++'."
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -185,7 +188,7 @@ def make_scheduler(config: DenoiserConfig, sampler: str = "ddpm"):
     if sampler in ("dpmsolver++", "dpm"):
         return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2,
                                            timestep_spacing="trailing")
-    raise AvsError(f"unknown sampler {sampler!r}: use 'dpmsolver++' or 'ddim'")
+    raise AvsError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
 
 
 def draw_drops(config: DenoiserConfig, batch: int, generator: torch.Generator | None = None, device=None):

@@ -33,7 +33,7 @@ METHOD_LABELS = {  # stable method ids (rows, metrics.json, params) -> the label
     "dsp_reverb_remix": "DSP reverb + remix", "oracle": "oracle (true target)",
     "ours_av": "ours (audio-visual)", "ours_audio": "ours (audio only)", "ours_visual": "ours (visual only)",
     "ours_wrong_scene": "ours, wrong scene", "ours_no_condition": "ours, no condition"}
-_WHO = {"ours": "ours", "regressor": "regressor"}
+_WHO = ("ours", "regressor")  # the models whose audio-visual variants have ids
 
 
 def method_label(method_id: str) -> str:
@@ -42,9 +42,9 @@ def method_label(method_id: str) -> str:
         return METHOD_LABELS[method_id]
     who, _, rest = method_id.partition("_av_")
     if who in _WHO and rest.endswith("_render"):
-        return f"{_WHO[who]} (audio-visual), {rest.removesuffix('_render').replace('_', '-')} render"
+        return f"{who} (audio-visual), {rest.removesuffix('_render').replace('_', '-')} render"
     if who in _WHO and rest.startswith("guidance_"):
-        return f"{_WHO[who]} (audio-visual), guidance {rest.removeprefix('guidance_')}"
+        return f"{who} (audio-visual), guidance {rest.removeprefix('guidance_')}"
     raise AvsError(f"unknown method id {method_id!r} (have: {', '.join(METHOD_LABELS)} and their *_av_* variants)")
 
 

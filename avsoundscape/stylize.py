@@ -21,12 +21,12 @@ from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
 from .conditioning import CondOutput
 from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module,
                                resolve_device, save_module)
-from .diffusion import Condition, ConditionalDenoiser, DenoiserConfig, sample
+from .diffusion import SAMPLERS, Condition, ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'COMPONENTS', 'SAMPLERS', 'SAMPLING_FIELDS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component',
+__all__ = ['log', 'COMPONENTS', 'SAMPLING_FIELDS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component',
            'load_component', 'window_starts', 'OverlapAdd', 'crossfade_join', 'SamplingConfig', 'Stylizer',
            'build_components', 'tiny_stylizer', 'default_checkpoint', 'load_scene']
 
@@ -150,9 +150,6 @@ def _as_image(x, name: str) -> torch.Tensor:
 
 
 # %% ../nbs/08_stylize.ipynb #43eae367
-SAMPLERS = ("dpmsolver++", "ddim")
-
-
 @dataclass(frozen=True)
 class SamplingConfig:
     "Sampler steps, classifier-free guidance scale, sampler and render (`render.RENDERS`) of a Stylizer."
