@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import DB_PER_NEPER, MelConfig
-from .core import AvsError, get_logger, load_module, resolve_device, save_module
+from .core import AvsError, ComponentFiles, get_logger, resolve_device, split_kind
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'TINY_VAE', 'AUDIOLDM_VAE', 'CODEC_KINDS', 'CODEC_JSON', 'CODEC_WEIGHTS',
+__all__ = ['log', 'N_MELS', 'LOG_FLOOR', 'TINY_VAE', 'AUDIOLDM_VAE', 'CODEC_KINDS', 'CODEC_FILES', 'save_codec', 'load_codec',
            'normalize_mel', 'denormalize_mel', 'Codec', 'MelCodec', 'VAECodec', 'build_codec', 'vae_loss',
-           'VAEObjective', 'fit_scaling_factor', 'save_codec', 'load_codec']
+           'VAEObjective', 'fit_scaling_factor']
 
 # %% ../nbs/05_codec.ipynb #ef5e3a9e
 N_MELS = MelConfig().n_mels
@@ -193,10 +193,7 @@ CODEC_KINDS = ("mel", "tiny", "audioldm")
 
 def build_codec(config: dict | str = "mel", device="cpu") -> Codec:
     "A codec from a kind name ('mel'|'tiny'|'audioldm') or a config dict (as `codec.config` gives)."
-    cfg = {"kind": config} if isinstance(config, str) else dict(config)
-    kind = cfg.pop("kind", "mel")
-    if kind not in CODEC_KINDS:
-        raise AvsError(f"unknown codec kind {kind!r}: use one of {', '.join(CODEC_KINDS)}")
+    kind, cfg = split_kind(config, CODEC_KINDS, "mel", "codec")
     try:
         if kind == "mel":
             codec = MelCodec(**cfg)
@@ -244,14 +241,5 @@ def fit_scaling_factor(codec: VAECodec, mel: torch.Tensor) -> float:
     return scale
 
 # %% ../nbs/05_codec.ipynb #e2069f59
-CODEC_JSON, CODEC_WEIGHTS = "codec.json", "codec.safetensors"
-
-
-def save_codec(codec: Codec, folder: str | os.PathLike) -> Path:
-    "Write `codec.json` (+ `codec.safetensors` when it has weights) into `folder`; return the folder."
-    return save_module(codec, folder, "codec", codec.config)
-
-
-def load_codec(folder: str | os.PathLike, device="cpu") -> Codec:
-    "A codec saved by `save_codec`; errors name the folder and the missing file."
-    return load_module(folder, "codec", build_codec, device)
+CODEC_FILES = ComponentFiles("codec", build_codec)  # codec.json (+ codec.safetensors when it has weights)
+save_codec, load_codec = CODEC_FILES.save, CODEC_FILES.load

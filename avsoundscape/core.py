@@ -19,7 +19,7 @@ import yaml
 # %% auto #0
 __all__ = ['AvsError', 'get_logger', 'find_by_id', 'resolve_device', 'autocast_dtype', 'seed_everything', 'fork_map',
            'merge_params', 'load_params', 'profile_params', 'project_root', 'results_dir', 'atomic_path', 'atomic_dir',
-           'save_module', 'read_module_config', 'load_module_weights', 'load_module']
+           'save_module', 'read_module_config', 'load_module_weights', 'load_module', 'ComponentFiles', 'split_kind']
 
 # %% ../nbs/00_core.ipynb #fb4e4f2f
 class AvsError(Exception):
@@ -275,3 +275,30 @@ def load_module(folder: str | os.PathLike, name: str, build, device="cpu"):
     "The module `build(config)` makes from the config `save_module` wrote in `folder`, with its weights, on `device`, in eval mode."
     module = build(read_module_config(folder, name))
     return load_module_weights(module, folder, name).to(resolve_device(device)).eval()
+
+# %% ../nbs/00_core.ipynb #caa23a2d
+class ComponentFiles:
+    "How one kind of component lies in a folder: `<name>.json` + `<name>.safetensors`, built back by `build(config)`."
+
+    def __init__(self, name: str, build, config=lambda module: module.config):
+        self.name, self.build, self.config = name, build, config
+
+    def save(self, module, folder: str | os.PathLike) -> Path:
+        "Write `module` (its config and, if any, its weights) into `folder`; return the folder."
+        return save_module(module, folder, self.name, self.config(module))
+
+    def load(self, folder: str | os.PathLike, device="cpu"):
+        "The component saved in `folder`, on `device`, in eval mode; errors name the folder and the missing file."
+        return load_module(folder, self.name, self.build, device)
+
+    def __repr__(self):
+        return f"ComponentFiles({self.name!r})"
+
+# %% ../nbs/00_core.ipynb #abedc362
+def split_kind(config: dict | str, kinds, default: str, what: str) -> tuple[str, dict]:
+    "(kind, its other settings) of a `what` config given as a kind name or a dict with a `kind` key; an unknown kind is an `AvsError` listing `kinds`."
+    cfg = {"kind": config} if isinstance(config, str) else dict(config)
+    kind = cfg.pop("kind", default)
+    if kind not in kinds:
+        raise AvsError(f"unknown {what} kind {kind!r}: use one of {', '.join(kinds)}")
+    return kind, cfg

@@ -21,8 +21,9 @@ from .core import AvsError, find_by_id, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'KINDS', 'POOLS', 'CATALOGUE', 'Source', 'material_root', 'package_root', 'package_version', 'source_files',
-           'sources', 'source_by_id', 'recording_seconds', 'load_recording', 'load_photo', 'file_record']
+__all__ = ['log', 'KINDS', 'POOLS', 'CATALOGUE', 'Source', 'read_catalogue', 'material_root', 'package_root', 'package_version',
+           'source_files', 'sources', 'source_by_id', 'recording_seconds', 'load_recording', 'load_photo',
+           'file_record']
 
 # %% ../nbs/02a_material.ipynb #6c94366e
 KINDS, POOLS = ("speech", "ambience", "photo"), ("train", "test", "realdev")
@@ -46,51 +47,19 @@ class Source:
             raise AvsError(f"material source {self.id}: kind {self.kind!r} / pool {self.pool!r} not in {KINDS} / {POOLS}")
 
 # %% ../nbs/02a_material.ipynb #7059d650
-_FNG = "usr/share/games/fillets-ng/sound/**/{lang}/*-{fish}-*.ogg"
-_AST = "usr/share/asterisk/sounds/{voice}/*.g722"
-_S3D, _APOC = "usr/share/games/scorched3d/data/globalmods/none/data/wav/misc", "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/misc"
-_MT, _TUX, _MATE = "usr/share/games/minetest/games/minetest_game/mods", "usr/share/tuxpaint/templates", "usr/share/backgrounds/mate/nature"
-_S = lambda *a, **k: Source(*a, **k)
+def read_catalogue(path=None) -> tuple[Source, ...]:
+    "The sources of a tab-separated catalogue (a header of `Source`'s fields; categories space-separated), by default the package's `material.tsv`."
+    import csv
+    from importlib import resources
 
-CATALOGUE = (
-    # speech: three speakers for SynthScapes' train split, one for its test split, three for realdev
-    _S("fillets-cs-small", "speech", "fillets-ng-data-cs", _FNG.format(lang="cs", fish="m"), "GPL-2", "train", "Czech actor, small fish", min_seconds=1.5),
-    _S("fillets-cs-big", "speech", "fillets-ng-data-cs", _FNG.format(lang="cs", fish="v"), "GPL-2", "train", "Czech actor, big fish", min_seconds=1.5),
-    _S("asterisk-en-allison", "speech", "asterisk-core-sounds-en-g722", _AST.format(voice="en_US_f_Allison"), "CC-BY-SA-3.0", "train", "Allison Smith (en-US)", min_seconds=1.5),
-    _S("fillets-nl-small", "speech", "fillets-ng-data-nl", _FNG.format(lang="nl", fish="m"), "GPL-2", "test", "Dutch actor, small fish", min_seconds=1.5),
-    _S("fillets-nl-big", "speech", "fillets-ng-data-nl", _FNG.format(lang="nl", fish="v"), "GPL-2", "realdev", "Dutch actor, big fish", min_seconds=1.5),
-    _S("asterisk-it-carlo", "speech", "asterisk-core-sounds-it-g722", _AST.format(voice="it_IT_m_Carlo"), "CC-BY-3.0", "realdev", "Carlo Flora (it-IT)", min_seconds=1.5),
-    _S("asterisk-ru", "speech", "asterisk-core-sounds-ru-g722", _AST.format(voice="ru_RU_f_IvrvoiceRU"), "CC-BY-3.0", "realdev", "IvrvoiceRU (ru-RU)", min_seconds=1.5),
-    # ambience
-    _S("s3d-birds1", "ambience", "scorched3d-data", f"{_S3D}/birds1.wav", "GPL-2+", "train", "birds", ("mountain",)),
-    _S("s3d-oceanwaves", "ambience", "scorched3d-data", f"{_S3D}/oceanwaves.wav", "GPL-2+", "train", "waves", ("beach", "boat")),
-    _S("s3d-citysounds", "ambience", "scorched3d-data", f"{_APOC}/citysounds.wav", "CC-BY-SA-3.0", "train", "street", ("street",)),
-    _S("s3d-cheering", "ambience", "scorched3d-data", f"{_APOC}/cheeringloop.wav", "CC-BY-SA-3.0", "train", "crowd", ("market", "mall")),
-    _S("s3d-factory", "ambience", "scorched3d-data", f"{_APOC}/factoryloop1.wav", "CC-BY-SA-3.0", "train", "machinery", ("train", "bus")),
-    _S("s3d-birds2", "ambience", "scorched3d-data", f"{_S3D}/birds2.wav", "GPL-2+", "test", "birds", ("mountain",)),
-    _S("mt-water2", "ambience", "minetest-data", f"{_MT}/env_sounds/sounds/env_sounds_water.2.ogg", "CC-BY-SA-3.0", "test", "water", ("beach", "boat")),
-    _S("s3d-frogs", "ambience", "scorched3d-data", f"{_S3D}/frogs.wav", "GPL-2+", "realdev", "frogs at night"),
-    _S("s3d-rain", "ambience", "scorched3d-data", f"{_S3D}/rain.wav", "GPL-2+", "realdev", "rain"),
-    _S("s3d-jet", "ambience", "scorched3d-data", f"{_S3D}/jet.wav", "GPL-2+", "realdev", "jet engine"),
-    _S("s3d-lava", "ambience", "scorched3d-data", f"{_S3D}/lava2.wav", "GPL-2+", "realdev", "bubbling"),
-    _S("mt-fire", "ambience", "minetest-data", f"{_MT}/fire/sounds/fire_large.ogg", "CC-BY-SA-3.0", "realdev", "fire"),
-    _S("mt-stream", "ambience", "minetest-data", f"{_MT}/env_sounds/sounds/env_sounds_water.1.ogg", "CC-BY-SA-3.0", "realdev", "stream"),
-    # photos
-    _S("tux-redwoods", "photo", "tuxpaint-data", f"{_TUX}/redwoods_above.jpg", "GPL-2+", "train", "forest", ("mountain",)),
-    _S("tux-cliff", "photo", "tuxpaint-data", f"{_TUX}/cliff.jpg", "GPL-2+", "train", "cliff", ("mountain",)),
-    _S("tux-corn-maze", "photo", "tuxpaint-data", f"{_TUX}/corn_maze.jpg", "GPL-2+", "train", "field", ("mountain",)),
-    _S("tux-ocean-waves", "photo", "tuxpaint-data", f"{_TUX}/ocean_waves.jpg", "GPL-2+", "train", "sea", ("beach",)),
-    _S("mate-dune", "photo", "mate-backgrounds", f"{_MATE}/Dune.jpg", "GPL-2+", "train", "dune and sea", ("beach",)),
-    _S("tux-lighthouse", "photo", "tuxpaint-data", f"{_TUX}/lighthouse.jpg", "GPL-2+", "train", "coast", ("boat",)),
-    _S("tux-trees-above", "photo", "tuxpaint-data", f"{_TUX}/trees_above.jpg", "GPL-2+", "test", "trees", ("mountain",)),
-    _S("tux-ocean-splash", "photo", "tuxpaint-data", f"{_TUX}/ocean_splash.jpg", "GPL-2+", "test", "sea", ("beach", "boat")),
-    _S("tux-trees-dusk", "photo", "tuxpaint-data", f"{_TUX}/trees_at_dusk.jpg", "GPL-2+", "realdev", "trees at dusk"),
-    _S("mate-raindrops", "photo", "mate-backgrounds", f"{_MATE}/RainDrops.jpg", "GPL-2+", "realdev", "rain on leaves"),
-    _S("mate-storm", "photo", "mate-backgrounds", f"{_MATE}/Storm.jpg", "GPL-2+", "realdev", "stormy sky"),
-    _S("tux-wool-mill", "photo", "tuxpaint-data", f"{_TUX}/wool_mill_machine.jpg", "GPL-2+", "realdev", "machinery"),
-    _S("tux-sun-leaves", "photo", "tuxpaint-data", f"{_TUX}/sun_behind_leaves.jpg", "GPL-2+", "realdev", "forest"),
-    _S("sklearn-china", "photo", "pypi:scikit-learn", "sklearn/datasets/images/china.jpg", "CC-BY-2.0", "realdev", "temple by a lake"),
-)
+    f = Path(path) if path else resources.files("avsoundscape") / "material.tsv"
+    with f.open(newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return tuple(Source(**{**r, "categories": tuple(r["categories"].split()), "min_seconds": float(r["min_seconds"] or 0)})
+                 for r in rows)
+
+
+CATALOGUE = read_catalogue()
 
 # %% ../nbs/02a_material.ipynb #a94c9e6f
 def material_root() -> Path:

@@ -17,14 +17,14 @@ from torch import nn
 from .audio import DB_PER_NEPER, SAMPLE_RATE, LogMel, load_audio
 from .augment import draw_room
 from .room import RT60Estimator, rt60_features, simulate_labelled
-from .core import AvsError, get_logger, load_module, save_module
+from .core import AvsError, ComponentFiles, get_logger
 from .scenes import rt60_of
 from .synthscapes import SNR_RANGE, load_metas, mix_scene
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RT60Material', 'synthscapes_material', 'rt60_examples', 'save_rt60', 'load_rt60']
+__all__ = ['log', 'RT60_FILES', 'save_rt60', 'load_rt60', 'RT60Material', 'synthscapes_material', 'rt60_examples']
 
 # %% ../nbs/10a_rt60.ipynb #5d37a4ed
 @dataclass
@@ -79,11 +79,5 @@ def rt60_examples(material: RT60Material, n: int, seconds: float = 3.0, seed: in
     return simulate_labelled(one, n, seed, workers)
 
 # %% ../nbs/10a_rt60.ipynb #3a129bca
-def save_rt60(model: RT60Estimator, folder: str | os.PathLike) -> Path:
-    "Write the estimator (`rt60.json` + `rt60.safetensors`) into `folder`."
-    return save_module(model, folder, "rt60", model.config)
-
-
-def load_rt60(folder: str | os.PathLike, device="cpu") -> RT60Estimator:
-    "An estimator saved by `save_rt60`; errors name the folder and the missing file."
-    return load_module(folder, "rt60", lambda config: RT60Estimator(**config), device)
+RT60_FILES = ComponentFiles("rt60", lambda config: RT60Estimator(**config))  # rt60.json + rt60.safetensors
+save_rt60, load_rt60 = RT60_FILES.save, RT60_FILES.load

@@ -8,24 +8,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from .audio import MelConfig
 from .augment import SceneAugment
-from .core import AvsError, atomic_path, get_logger, merge_params
+from .codec import CODEC_FILES, VAECodec, VAEObjective, fit_scaling_factor
+from .core import AvsError, ComponentFiles, atomic_path, get_logger, merge_params
 from .diffusion import ConditionalDenoiser, denoiser_loss
 from .loading import LatentPairs, cached_features, cached_latents, load_pairs
 from .train import Trainer, TrainConfig
+from .vocoder import VOCODER_FILES, HifiGanVocoder, VocoderGAN, build_discriminator, make_stft_loss
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUNTIME_KEYS', 'RUN_FILE', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES',
-           'VOCODER_EXTRAS', 'stage_config', 'run_fingerprint', 'resume_or_restart', 'StylizerModel', 'train_ldm',
-           'train_encoders', 'train_vae', 'RandomSegments', 'train_vocoder']
+__all__ = ['log', 'RUNTIME_KEYS', 'RUN_FILE', 'ENCODER_ROOM', 'ENCODER_BACKGROUND', 'VAE_EXTRAS', 'SCALE_EXAMPLES', 'VAE_STAGE',
+           'VOCODER_EXTRAS', 'VOCODER_STAGE', 'stage_config', 'run_fingerprint', 'resume_or_restart', 'train_encoders',
+           'ComponentStage', 'train_component', 'train_vae', 'RandomSegments', 'train_vocoder', 'StylizerModel',
+           'train_ldm']
 
 # %% ../nbs/09a_stages.ipynb #fc724635
 RUNTIME_KEYS = ("threads",)  # read by the pipeline notebooks (torch threads), not by training
@@ -85,6 +90,155 @@ def resume_or_restart(out_dir: str | os.PathLike, fingerprint: str) -> bool:
     with atomic_path(run) as tmp:
         tmp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return False
+
+# %% ../nbs/09a_stages.ipynb #04e1dec7
+ENCODER_ROOM = {"examples": 3000, "steps": 800, "speech_seconds": 600.0,  # the room reader's simulated examples, training steps, dry speech,
+                "simulated_rooms": 400, "p_simulated": 0.5}  # and its bank of simulated rooms (`room.room_bank`), the share of examples in them
+ENCODER_BACKGROUND = {"examples": 4000, "steps": 1000}  # the background reader's
+
+
+def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
+                   progress: bool = True) -> Path:
+    "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room and background readers (if any) by simulation; returns their folder."
+    from avsoundscape.conditioning import build_conditioner, save_conditioner
+    from avsoundscape.contrastive import AVContrastive
+    from avsoundscape.background import noise_stretches, simulate_backgrounds
+    from avsoundscape.readers import train_background, train_rt60
+    from avsoundscape.room import ROOM_SECONDS, dry_speech, room_bank, simulate_rooms
+
+    out_dir = Path(out_dir)
+    model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
+    reader, bg_reader = model.audio.room_reader, model.audio.background_reader
+    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if bg_reader is not None else ())
+    data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
+    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND, "workers": 1})
+    workers = extras["workers"]  # processes the simulations run on (what they draw does not depend on it)
+    trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
+    best = trainer.ema_model()
+    beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]], workers=workers)
+            if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
+    if reader is not None:  # dry voices through statistical and simulated rooms over that noise: labels known by construction
+        room = extras["room"]
+        bank = room_bank(room["simulated_rooms"], seed=cfg.seed, workers=workers)
+        feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed, workers=workers), room["examples"],
+                                         seed=cfg.seed, snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds, bank=bank,
+                                         p_bank=room["p_simulated"], workers=workers)
+        fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
+                            progress=progress)
+        best.audio.room_reader.load_state_dict(fitted.state_dict())
+    if bg_reader is not None:  # the same speech over the recordings' own non-speech stretches: the noise is known by construction
+        bg = extras["background"]
+        mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed, workers=workers)
+        fitted = train_background(mel_db, label_db, out_dir / "background", steps=bg["steps"], seed=cfg.seed,
+                                  resume=resume, progress=progress)
+        best.audio.background_reader.load_state_dict(fitted.state_dict())
+    if trainer.acc.is_main_process:
+        save_conditioner(best.audio, out_dir / "model" / "audio_encoder")
+        save_conditioner(best.image, out_dir / "model" / "image_encoder")
+    return out_dir / "model"
+
+# %% ../nbs/09a_stages.ipynb #20e9ee42
+@dataclass(frozen=True)
+class ComponentStage:
+    "A stage that trains component `files.name` of `params['model']` through `fit`, when it is a `trainable`."
+    group: str          # its params group
+    files: ComponentFiles
+    trainable: type     # a component of another kind has no weights to train
+    extras: dict        # the group's keys beyond TrainConfig's, with their defaults
+    fit: Callable       # (module, cfg, extras, pairs_dir, out_dir, resume, progress) -> (trained module, Trainer)
+
+
+def train_component(stage: ComponentStage, params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    resume: bool = False, progress: bool = True) -> Path:
+    "Build, train and export `stage`'s component into `out_dir/model` (untrained when its kind has no weights); return that folder."
+    out_dir, name = Path(out_dir), stage.files.name
+    torch.manual_seed(_seed_of(params, stage.group))
+    module = stage.files.build(params["model"][name])
+    if not isinstance(module, stage.trainable):
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # an empty run log and checkpoint folder, as a run leaves
+        (out_dir / "metrics.csv").write_text("step,loss\n")
+        folder = stage.files.save(module, out_dir / "model")
+        log.warning("%s kind %r has no weights: nothing to train; exported it to %s", name, module.kind, folder)
+        return folder
+    cfg, ex = stage_config(params, stage.group, stage.extras)
+    trained, trainer = stage.fit(module, cfg, ex, pairs_dir, out_dir, resume, progress)
+    if trainer.acc.is_main_process:
+        stage.files.save(trained.cpu(), out_dir / "model")
+    log.info("%s: %d steps; exported %s", stage.group, trainer.step, out_dir / "model")
+    return out_dir / "model"
+
+
+def _seed_of(params: dict, group: str) -> int:
+    "The seed of a stage's params group (0 when absent): initial weights are drawn from it."
+    g = params.get(group)
+    return int(g.get("seed", 0)) if isinstance(g, dict) else 0
+
+# %% ../nbs/09a_stages.ipynb #8079a480
+VAE_EXTRAS = {"kl_weight": 1e-6}
+SCALE_EXAMPLES = 256  # mels the scaling factor is fitted on
+
+
+def _fit_vae(codec: VAECodec, cfg: TrainConfig, ex: dict, pairs_dir, out_dir: Path, resume: bool, progress: bool):
+    "The VAE on the train pairs' input and target mels; its EMA weights, their scaling factor fitted."
+    pairs = load_pairs(pairs_dir, "train")
+    mels = torch.cat([pairs["input_mel"], pairs["target_mel"]])
+    trainer = Trainer(VAEObjective(codec, ex["kl_weight"]), torch.utils.data.TensorDataset(mels), lambda m, b: m(b[0]),
+                      cfg, out_dir).fit(resume=resume, progress=progress)
+    best = trainer.ema_model().codec
+    pick = torch.randperm(len(mels), generator=torch.Generator().manual_seed(cfg.seed))[:SCALE_EXAMPLES]
+    log.info("vae: scaling factor %.4f", fit_scaling_factor(best, mels[pick].to(trainer.acc.device)))
+    return best, trainer
+
+
+VAE_STAGE = ComponentStage("vae", CODEC_FILES, VAECodec, VAE_EXTRAS, _fit_vae)
+
+
+def train_vae(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
+              progress: bool = True) -> Path:
+    "Train the VAE codec (stage `vae`); returns the exported codec folder (`load_codec` reads it)."
+    return train_component(VAE_STAGE, params, pairs_dir, out_dir, resume, progress)
+
+# %% ../nbs/09a_stages.ipynb #959f99c8
+VOCODER_EXTRAS = {"segment_seconds": 0.32, "discriminator": "cpu", "stft": False, "loss_weights": {}}
+
+
+class RandomSegments:
+    "Collate (waveform,) items into a (B, `n`) batch of random `n`-sample segments (starts from the global torch RNG)."
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, items) -> torch.Tensor:
+        wav = torch.stack([it[0] for it in items])
+        if wav.shape[-1] < self.n:
+            raise AvsError(f"vocoder: segments of {self.n} samples are longer than the clips ({wav.shape[-1]}); "
+                           "lower segment_seconds")
+        starts = torch.randint(0, wav.shape[-1] - self.n + 1, (len(wav),)).tolist()
+        return torch.stack([w[s: s + self.n] for w, s in zip(wav, starts)])
+
+# %% ../nbs/09a_stages.ipynb #f316693e
+def _fit_vocoder(voc: HifiGanVocoder, cfg: TrainConfig, ex: dict, pairs_dir, out_dir: Path, resume: bool,
+                 progress: bool):
+    "HiFi-GAN on random segments of the train pairs' target waveforms; the generator's EMA weights."
+    mc = MelConfig()
+    n = max(1, round(ex["segment_seconds"] * mc.sample_rate / mc.hop_length)) * mc.hop_length
+    gan = VocoderGAN(voc, build_discriminator(ex["discriminator"]), make_stft_loss() if ex["stft"] else None,
+                     ex["loss_weights"])
+    pairs = load_pairs(pairs_dir, "train", extra=("target_wav",))
+    trainer = Trainer(gan, torch.utils.data.TensorDataset(pairs["target_wav"]), lambda m, b, phase: m(b, phase), cfg,
+                      out_dir, collate_fn=RandomSegments(n),
+                      phases={"d": list(gan.disc.parameters()), "g": list(gan.vocoder.parameters())},
+                      ema_params="g").fit(resume=resume, progress=progress)
+    return trainer.ema_model().vocoder, trainer
+
+
+VOCODER_STAGE = ComponentStage("vocoder", VOCODER_FILES, HifiGanVocoder, VOCODER_EXTRAS, _fit_vocoder)
+
+
+def train_vocoder(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
+                  progress: bool = True) -> Path:
+    "Train the HiFi-GAN vocoder (stage `vocoder`); returns the exported vocoder folder (`load_vocoder` reads it)."
+    return train_component(VOCODER_STAGE, params, pairs_dir, out_dir, resume, progress)
 
 # %% ../nbs/09a_stages.ipynb #7b106347
 class StylizerModel(nn.Module):
@@ -157,140 +311,4 @@ def train_ldm(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.Path
         st.save_pretrained(out_dir / "model", provenance={
             "stage": "ldm", "params": params, "steps": trainer.step, "train_examples": len(inp), "pairs_dir": str(pairs_dir),
             "codec_dir": str(codec_dir) if codec_dir else None, "vocoder_dir": str(vocoder_dir) if vocoder_dir else None})
-    return out_dir / "model"
-
-# %% ../nbs/09a_stages.ipynb #04e1dec7
-ENCODER_ROOM = {"examples": 3000, "steps": 800, "speech_seconds": 600.0,  # the room reader's simulated examples, training steps, dry speech,
-                "simulated_rooms": 400, "p_simulated": 0.5}  # and its bank of simulated rooms (`room.room_bank`), the share of examples in them
-ENCODER_BACKGROUND = {"examples": 4000, "steps": 1000}  # the background reader's
-
-
-def train_encoders(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
-                   progress: bool = True) -> Path:
-    "Self-supervised pre-training of the condition encoders (stage `encoders`): audio-visual contrastive, then the audio encoder's room and background readers (if any) by simulation; returns their folder."
-    from avsoundscape.conditioning import build_conditioner, save_conditioner
-    from avsoundscape.contrastive import AVContrastive
-    from avsoundscape.background import noise_stretches, simulate_backgrounds
-    from avsoundscape.readers import train_background, train_rt60
-    from avsoundscape.room import ROOM_SECONDS, dry_speech, room_bank, simulate_rooms
-
-    out_dir = Path(out_dir)
-    model = AVContrastive(build_conditioner(params["model"]["audio_encoder"]), build_conditioner(params["model"]["image_encoder"]))
-    reader, bg_reader = model.audio.room_reader, model.audio.background_reader
-    pairs = load_pairs(pairs_dir, "train", extra=("input_wav",) if bg_reader is not None else ())
-    data = torch.utils.data.TensorDataset(pairs["cond_wav"], pairs["frame"])
-    cfg, extras = stage_config(params, "encoders", {"room": ENCODER_ROOM, "background": ENCODER_BACKGROUND, "workers": 1})
-    workers = extras["workers"]  # processes the simulations run on (what they draw does not depend on it)
-    trainer = Trainer(model, data, lambda m, b: m.loss(b[0], b[1])[0], cfg, out_dir).fit(resume=resume, progress=progress)
-    best = trainer.ema_model()
-    beds = (noise_stretches(pairs["cond_wav"], [e["video_id"] for e in pairs["examples"]], workers=workers)
-            if reader is not None or bg_reader is not None else {})  # the recordings' own noise, for both readers
-    if reader is not None:  # dry voices through statistical and simulated rooms over that noise: labels known by construction
-        room = extras["room"]
-        bank = room_bank(room["simulated_rooms"], seed=cfg.seed, workers=workers)
-        feats, log_rt60 = simulate_rooms(dry_speech(room["speech_seconds"], seed=cfg.seed, workers=workers), room["examples"],
-                                         seed=cfg.seed, snr_range=(-5.0, 30.0), seconds=ROOM_SECONDS, beds=beds, bank=bank,
-                                         p_bank=room["p_simulated"], workers=workers)
-        fitted = train_rt60(feats, log_rt60, out_dir / "room", steps=room["steps"], seed=cfg.seed, resume=resume,
-                            progress=progress)
-        best.audio.room_reader.load_state_dict(fitted.state_dict())
-    if bg_reader is not None:  # the same speech over the recordings' own non-speech stretches: the noise is known by construction
-        bg = extras["background"]
-        mel_db, label_db = simulate_backgrounds(pairs["input_wav"], beds, bg["examples"], seed=cfg.seed, workers=workers)
-        fitted = train_background(mel_db, label_db, out_dir / "background", steps=bg["steps"], seed=cfg.seed,
-                                  resume=resume, progress=progress)
-        best.audio.background_reader.load_state_dict(fitted.state_dict())
-    if trainer.acc.is_main_process:
-        save_conditioner(best.audio, out_dir / "model" / "audio_encoder")
-        save_conditioner(best.image, out_dir / "model" / "image_encoder")
-    return out_dir / "model"
-
-# %% ../nbs/09a_stages.ipynb #20e9ee42
-def _to_train(params: dict, group: str, component: str, build, trainable: type, save, out_dir: Path):
-    "(the `model.<component>` stage `group` trains, built from the group's seed, or None; the folder it was exported to when its kind has no weights to train, or None)."
-    torch.manual_seed(_seed_of(params, group))
-    module = build(params["model"][component])
-    if isinstance(module, trainable):
-        return module, None
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # an empty run log and checkpoint folder, as a run leaves
-    (out_dir / "metrics.csv").write_text("step,loss\n")
-    folder = save(module, out_dir / "model")
-    log.warning("%s kind %r has no weights: nothing to train; exported it to %s", component, module.kind, folder)
-    return None, folder
-
-
-def _seed_of(params: dict, group: str) -> int:
-    "The seed of a stage's params group (0 when absent): initial weights are drawn from it."
-    g = params.get(group)
-    return int(g.get("seed", 0)) if isinstance(g, dict) else 0
-
-# %% ../nbs/09a_stages.ipynb #8079a480
-VAE_EXTRAS = {"kl_weight": 1e-6}
-SCALE_EXAMPLES = 256  # mels the scaling factor is fitted on
-
-
-def train_vae(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
-              progress: bool = True) -> Path:
-    "Train the VAE codec (stage `vae`); returns the exported codec folder (`load_codec` reads it)."
-    from avsoundscape.codec import VAECodec, VAEObjective, build_codec, fit_scaling_factor, save_codec
-
-    out_dir = Path(out_dir)
-    codec, exported = _to_train(params, "vae", "codec", build_codec, VAECodec, save_codec, out_dir)
-    if exported:
-        return exported
-    cfg, ex = stage_config(params, "vae", VAE_EXTRAS)
-    pairs = load_pairs(pairs_dir, "train")
-    mels = torch.cat([pairs["input_mel"], pairs["target_mel"]])
-    trainer = Trainer(VAEObjective(codec, ex["kl_weight"]), torch.utils.data.TensorDataset(mels), lambda m, b: m(b[0]),
-                      cfg, out_dir).fit(resume=resume, progress=progress)
-    best = trainer.ema_model().codec
-    pick = torch.randperm(len(mels), generator=torch.Generator().manual_seed(cfg.seed))[:SCALE_EXAMPLES]
-    scale = fit_scaling_factor(best, mels[pick].to(trainer.acc.device))
-    if trainer.acc.is_main_process:
-        save_codec(best.cpu(), out_dir / "model")
-    log.info("vae: %d steps; scaling factor %.4f; exported %s", trainer.step, scale, out_dir / "model")
-    return out_dir / "model"
-
-# %% ../nbs/09a_stages.ipynb #959f99c8
-VOCODER_EXTRAS = {"segment_seconds": 0.32, "discriminator": "cpu", "stft": False, "loss_weights": {}}
-
-
-class RandomSegments:
-    "Collate (waveform,) items into a (B, `n`) batch of random `n`-sample segments (starts from the global torch RNG)."
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __call__(self, items) -> torch.Tensor:
-        wav = torch.stack([it[0] for it in items])
-        if wav.shape[-1] < self.n:
-            raise AvsError(f"vocoder: segments of {self.n} samples are longer than the clips ({wav.shape[-1]}); "
-                           "lower segment_seconds")
-        starts = torch.randint(0, wav.shape[-1] - self.n + 1, (len(wav),)).tolist()
-        return torch.stack([w[s: s + self.n] for w, s in zip(wav, starts)])
-
-
-def train_vocoder(params: dict, pairs_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
-                  progress: bool = True) -> Path:
-    "Train the HiFi-GAN vocoder (stage `vocoder`); returns the exported vocoder folder (`load_vocoder` reads it)."
-    from avsoundscape.audio import MelConfig
-    from avsoundscape.vocoder import HifiGanVocoder, VocoderGAN, build_discriminator, build_vocoder, make_stft_loss, save_vocoder
-
-    out_dir = Path(out_dir)
-    voc, exported = _to_train(params, "vocoder", "vocoder", build_vocoder, HifiGanVocoder, save_vocoder, out_dir)
-    if exported:
-        return exported
-    cfg, ex = stage_config(params, "vocoder", VOCODER_EXTRAS)
-    mc = MelConfig()
-    n = max(1, round(ex["segment_seconds"] * mc.sample_rate / mc.hop_length)) * mc.hop_length
-    gan = VocoderGAN(voc, build_discriminator(ex["discriminator"]), make_stft_loss() if ex["stft"] else None,
-                     ex["loss_weights"])
-    pairs = load_pairs(pairs_dir, "train", extra=("target_wav",))
-    trainer = Trainer(gan, torch.utils.data.TensorDataset(pairs["target_wav"]), lambda m, b, phase: m(b, phase), cfg,
-                      out_dir, collate_fn=RandomSegments(n),
-                      phases={"d": list(gan.disc.parameters()), "g": list(gan.vocoder.parameters())},
-                      ema_params="g").fit(resume=resume, progress=progress)
-    if trainer.acc.is_main_process:
-        save_vocoder(trainer.ema_model().vocoder.cpu(), out_dir / "model")
-    log.info("vocoder: %d steps; exported %s", trainer.step, out_dir / "model")
     return out_dir / "model"

@@ -19,31 +19,23 @@ from torch import nn
 
 from .audio import SAMPLE_RATE, LogMel, MelConfig, check_waveform
 from .conditioning import CondOutput
-from .core import (AvsError, atomic_dir, autocast_dtype, get_logger, load_module,
-                               resolve_device, save_module)
+from .core import AvsError, ComponentFiles, atomic_dir, autocast_dtype, get_logger, resolve_device
 from .diffusion import SAMPLERS, Condition, ConditionalDenoiser, DenoiserConfig, sample
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'COMPONENTS', 'SAMPLING_FIELDS', 'TINY_MODEL', 'save_denoiser', 'load_denoiser', 'save_component',
-           'load_component', 'window_starts', 'OverlapAdd', 'crossfade_join', 'SamplingConfig', 'Stylizer',
-           'build_components', 'tiny_stylizer', 'default_checkpoint', 'load_scene']
+__all__ = ['log', 'COMPONENTS', 'DENOISER_FILES', 'save_denoiser', 'load_denoiser', 'SAMPLING_FIELDS', 'TINY_MODEL',
+           'save_component', 'load_component', 'window_starts', 'OverlapAdd', 'crossfade_join', 'SamplingConfig',
+           'Stylizer', 'build_components', 'tiny_stylizer', 'default_checkpoint', 'load_scene']
 
 # %% ../nbs/08_stylize.ipynb #d855a04d
 COMPONENTS = ("codec", "vocoder", "audio_encoder", "image_encoder", "denoiser")
 
 
-def save_denoiser(model: ConditionalDenoiser, folder: str | os.PathLike) -> Path:
-    "`denoiser.json` (its config) + `denoiser.safetensors` (its weights) in `folder`."
-    from dataclasses import asdict
-
-    return save_module(model, folder, "denoiser", asdict(model.config))
-
-
-def load_denoiser(folder: str | os.PathLike, device="cpu") -> ConditionalDenoiser:
-    "A denoiser back from `save_denoiser`'s folder; errors name the missing file or keys."
-    return load_module(folder, "denoiser", lambda config: ConditionalDenoiser(DenoiserConfig(**config)), device)
+DENOISER_FILES = ComponentFiles("denoiser", lambda config: ConditionalDenoiser(DenoiserConfig(**config)),
+                                config=lambda model: asdict(model.config))  # denoiser.json + denoiser.safetensors
+save_denoiser, load_denoiser = DENOISER_FILES.save, DENOISER_FILES.load
 
 
 def _io(name: str):
@@ -329,7 +321,7 @@ def renderer(self: Stylizer, scene_audio, seed: int | None, render: str | None =
     return WaveformRender(rt60, self.read_background(scene_audio),
                           "model" if render == "waveform-model" else "measured", seed=seed or 0)
 
-
+# %% ../nbs/08_stylize.ipynb #32309db1
 @patch
 @torch.inference_mode()
 def stream(self: Stylizer, speech, scene_audio=None, scene_image=None, steps: int | None = None,

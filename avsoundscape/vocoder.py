@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import LogMel, MelConfig, mel_to_audio
-from .core import AvsError, get_logger, load_module, resolve_device, save_module
+from .core import AvsError, ComponentFiles, get_logger, resolve_device, split_kind
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'HIFIGAN_AUDIOLDM', 'HIFIGAN_SIZES', 'VOCODER_KINDS', 'DISCRIMINATOR_SIZES', 'LOSS_WEIGHTS', 'VOCODER_JSON',
-           'VOCODER_WEIGHTS', 'Vocoder', 'GriffinLimVocoder', 'HifiGanVocoder', 'build_vocoder', 'PeriodDiscriminator',
-           'ScaleDiscriminator', 'HifiGanDiscriminator', 'build_discriminator', 'discriminator_loss',
-           'feature_matching_loss', 'make_stft_loss', 'generator_loss', 'VocoderGAN', 'save_vocoder', 'load_vocoder']
+__all__ = ['log', 'HIFIGAN_AUDIOLDM', 'HIFIGAN_SIZES', 'VOCODER_KINDS', 'DISCRIMINATOR_SIZES', 'LOSS_WEIGHTS', 'VOCODER_FILES',
+           'save_vocoder', 'load_vocoder', 'Vocoder', 'GriffinLimVocoder', 'HifiGanVocoder', 'build_vocoder',
+           'PeriodDiscriminator', 'ScaleDiscriminator', 'HifiGanDiscriminator', 'build_discriminator',
+           'discriminator_loss', 'feature_matching_loss', 'make_stft_loss', 'generator_loss', 'VocoderGAN']
 
 # %% ../nbs/05a_vocoder.ipynb #a5e9f802
 class Vocoder(nn.Module):
@@ -118,24 +118,23 @@ VOCODER_KINDS = ("griffinlim", "hifigan")
 
 def build_vocoder(config: dict | str = "griffinlim", device="cpu") -> Vocoder:
     "A vocoder from a kind name ('griffinlim'|'hifigan') or a config dict (as `vocoder.config` gives)."
-    cfg = {"kind": config} if isinstance(config, str) else dict(config)
-    kind = cfg.pop("kind", "griffinlim")
-    if kind not in VOCODER_KINDS:
-        raise AvsError(f"unknown vocoder kind {kind!r}: use one of {', '.join(VOCODER_KINDS)}")
+    kind, cfg = split_kind(config, VOCODER_KINDS, "griffinlim", "vocoder")
     try:
-        if kind == "griffinlim":
-            voc = GriffinLimVocoder(**cfg)
-        else:
-            size = cfg.pop("size", "cpu")
-            if size not in HIFIGAN_SIZES:
-                raise AvsError(f"unknown hifigan size {size!r}: use one of {', '.join(HIFIGAN_SIZES)}")
-            unknown = (cfg.keys() - {"hifigan"}) | (cfg.get("hifigan", {}).keys() - HIFIGAN_AUDIOLDM.keys())
-            if unknown:  # SpeechT5HifiGanConfig would silently keep a misspelt key
-                raise TypeError(f"unexpected keys {sorted(unknown)}")
-            voc = HifiGanVocoder({**HIFIGAN_AUDIOLDM, **HIFIGAN_SIZES[size], **cfg.get("hifigan", {})})
+        voc = GriffinLimVocoder(**cfg) if kind == "griffinlim" else HifiGanVocoder(_hifigan_config(cfg))
     except TypeError as e:
         raise AvsError(f"vocoder {kind!r}: bad setting ({e})") from None
     return voc.to(resolve_device(device))
+
+
+def _hifigan_config(cfg: dict) -> dict:
+    "The SpeechT5HifiGan settings of a `hifigan` vocoder config: AudioLDM's, then its `size`'s, then its own `hifigan` overrides."
+    size = cfg.pop("size", "cpu")
+    if size not in HIFIGAN_SIZES:
+        raise AvsError(f"unknown hifigan size {size!r}: use one of {', '.join(HIFIGAN_SIZES)}")
+    unknown = (cfg.keys() - {"hifigan"}) | (cfg.get("hifigan", {}).keys() - HIFIGAN_AUDIOLDM.keys())
+    if unknown:  # SpeechT5HifiGanConfig would silently keep a misspelt key
+        raise TypeError(f"unexpected keys {sorted(unknown)}")
+    return {**HIFIGAN_AUDIOLDM, **HIFIGAN_SIZES[size], **cfg.get("hifigan", {})}
 
 # %% ../nbs/05a_vocoder.ipynb #5ce5f1e4
 def _wn(m): return nn.utils.parametrizations.weight_norm(m)
@@ -292,14 +291,5 @@ class VocoderGAN(nn.Module):
 
 
 # %% ../nbs/05a_vocoder.ipynb #19816d93
-VOCODER_JSON, VOCODER_WEIGHTS = "vocoder.json", "vocoder.safetensors"
-
-
-def save_vocoder(vocoder: Vocoder, folder: str | os.PathLike) -> Path:
-    "Write `vocoder.json` (+ `vocoder.safetensors` when it has weights) into `folder`; return the folder."
-    return save_module(vocoder, folder, "vocoder", vocoder.config)
-
-
-def load_vocoder(folder: str | os.PathLike, device="cpu") -> Vocoder:
-    "A vocoder saved by `save_vocoder`; errors name the folder and the missing file."
-    return load_module(folder, "vocoder", build_vocoder, device)
+VOCODER_FILES = ComponentFiles("vocoder", build_vocoder)  # vocoder.json (+ vocoder.safetensors when it has weights)
+save_vocoder, load_vocoder = VOCODER_FILES.save, VOCODER_FILES.load

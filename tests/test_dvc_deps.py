@@ -29,6 +29,12 @@ def test_closure_follows_lazy_imports():
     assert "avsoundscape/synthscapes.py" not in deps
 
 
+def test_a_module_brings_its_data_file():
+    deps = dvc_deps.closure({"material"})
+    assert deps[deps.index("avsoundscape/material.py") + 1] == "avsoundscape/material.tsv"  # the material catalogue
+    assert not [d for d in dvc_deps.closure({"audio"}) if not d.endswith(".py")]
+
+
 def test_a_missing_or_extra_module_is_caught(tmp_path):
     for sub in ("avsoundscape", "nbs"):
         shutil.copytree(ROOT / sub, tmp_path / sub)

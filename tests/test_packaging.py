@@ -1,4 +1,4 @@
-"""The exported library installs on its own: a wheel holds every module and the console script."""
+"""The exported library installs on its own: a wheel holds every module, its data files and the console script."""
 import configparser
 import zipfile
 
@@ -7,7 +7,7 @@ from conftest import ROOT
 
 def test_wheel_builds_with_modules_and_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    modules = {p.name for p in (ROOT / "avsoundscape").glob("*.py")}
+    modules = {p.name for p in (ROOT / "avsoundscape").glob("*.py")} | {"material.tsv"}  # the material catalogue
     assert modules <= {n.split("/")[-1] for n in names if n.startswith("avsoundscape/")}
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "avsoundscape = avsoundscape.cli:main" in meta

@@ -7,9 +7,9 @@ import torch
 
 from avsoundscape.audio import LogMel
 from avsoundscape.core import AvsError
-from avsoundscape.vocoder import (VOCODER_WEIGHTS, GriffinLimVocoder, VocoderGAN, build_discriminator,
+from avsoundscape.vocoder import (GriffinLimVocoder, VocoderGAN, build_discriminator,
                                   build_vocoder, discriminator_loss, feature_matching_loss, generator_loss,
-                                  load_vocoder, make_stft_loss, save_vocoder)
+                                  make_stft_loss)
 from conftest import fixed_mel, speechlike
 
 
@@ -144,15 +144,3 @@ def test_training_steps_reduce_the_mel_l1_on_a_fixed_batch():
     assert set(hist[0]) | set(hist[1]) == {"d_loss", "d_real", "d_fake", "g_loss", "g_adv", "g_fm", "g_mel", "g_stft"}
     assert after < 0.6 * before, (before, after, [h.get("g_mel") for h in hist])
     assert gen(mel).shape == wav.shape
-
-
-def test_load_vocoder_errors(tmp_path):
-    with pytest.raises(AvsError, match="nope: vocoder folder not found"):
-        load_vocoder(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(AvsError, match="empty: no vocoder.json"):
-        load_vocoder(tmp_path / "empty")
-    save_vocoder(tiny_hifigan(), tmp_path / "hg")
-    (tmp_path / "hg" / VOCODER_WEIGHTS).unlink()
-    with pytest.raises(AvsError, match=r"hg/vocoder\.safetensors: missing"):
-        load_vocoder(tmp_path / "hg")

@@ -2,7 +2,8 @@
 
 A stage runs one notebook of `nbs/pipeline/`; the modules it depends on are the `avsoundscape`
 modules that notebook imports, and every module those import in turn (module-level or inside a
-function: a lazy import runs all the same). This script computes that closure and writes it into
+function: a lazy import runs all the same), with the data files a module reads from beside it (`avsoundscape/<module>.tsv`).
+This script computes that closure and writes it into
 `dvc.yaml` in place of the hand-typed `avsoundscape/*.py` entries, keeping every other dependency
 (the notebook, data, upstream outputs) and the file's comments.
 
@@ -47,7 +48,7 @@ def notebook_source(path: Path) -> str:
 
 
 def closure(start: set[str], root: Path = ROOT) -> list[str]:
-    "`start` and every package module they import, transitively, as sorted `avsoundscape/x.py` paths."
+    "`start` and every package module they import, transitively, as sorted `avsoundscape/x.py` paths (each followed by its data files)."
     seen, todo = set(), list(start)
     while todo:
         m = todo.pop()
@@ -58,7 +59,8 @@ def closure(start: set[str], root: Path = ROOT) -> list[str]:
             raise SystemExit(f"{path}: imported but missing (is the notebook exported?)")
         seen.add(m)
         todo += imported_modules(path.read_text(), root=root) - seen
-    return [f"{PACKAGE}/{m}.py" for m in sorted(seen)]
+    data = lambda m: sorted(p.name for p in (root / PACKAGE).glob(f"{m}.*") if p.suffix != ".py")  # e.g. material.tsv
+    return [f"{PACKAGE}/{name}" for m in sorted(seen) for name in [f"{m}.py", *data(m)]]
 
 
 def stage_notebook(stage: dict) -> str | None:
