@@ -72,7 +72,7 @@ def envelope(n: int, attack: float, decay: float, sr: int = SR) -> np.ndarray:
     t = np.arange(n) / sr
     return np.minimum(t / max(attack, 1e-4), 1.0) * np.exp(-np.maximum(t - attack, 0) / decay)
 
-
+# %% ../nbs/03b_ambience.ipynb #93655359
 def car_pass(rng, sr=SR):
     "A passing car: loudness rises and falls over 3 to 7 s, tyre noise brightens near, engine pitch drops (Doppler)."
     dur = rng.uniform(3, 7)
@@ -114,7 +114,7 @@ def gull(rng, sr=SR):
                   np.zeros(int(rng.uniform(0.05, 0.2) * sr))]
     return unit(np.concatenate(parts), peak=True)
 
-
+# %% ../nbs/03b_ambience.ipynb #71f3099c
 def knock(rng, sr=SR, f=(120, 400), decay=(0.01, 0.04), click=0.3):
     "A knock or thump: a damped low resonance plus a short click."
     n = int(0.25 * sr)
@@ -148,7 +148,7 @@ def drip(rng, sr=SR):
     n = int(0.08 * sr); a = rng.uniform(500, 1200)
     return unit(harmonic(np.linspace(a, a * rng.uniform(1.6, 2.4), n), (1,), sr) * envelope(n, 0.001, 0.015, sr), peak=True)
 
-
+# %% ../nbs/03b_ambience.ipynb #8fba03ba
 def series(rng, make, count, gap, jitter=0.1, sr=SR):
     "`count` events from `make(rng)` every `gap` s (with relative `jitter`): footsteps, typing, ticks, rail joints."
     ts = np.cumsum(np.r_[0, gap * (1 + jitter * rng.standard_normal(max(int(count) - 1, 0)))])
@@ -286,7 +286,7 @@ def _boat(p, n, rng, sr):
     _events(x, rng, 0.03, gull, p["water_db"], sr)
     return x + db(-12) * wind(rng, n, 0.4, sr)
 
-
+# %% ../nbs/03b_ambience.ipynb #fee6ef9b
 def _train(p, n, rng, sr):
     x = unit(noise(rng, n, -6, 20, 250, sr) + db(p["roll_db"]) * noise(rng, n, -3, 100, 2500, sr) * (0.8 + 0.4 * wander(rng, n, 0.2, sr)))
     gap, t = p["joint_s"], rng.uniform(0, p["joint_s"])
@@ -348,7 +348,7 @@ def _church(p, n, rng, sr):
     _events(x, rng, 0.03, lambda r: burst(r, sr, 300, 3000, 0.01, (0.08, 0.2), -2), p["step_db"] - 3, sr)
     return x
 
-
+# %% ../nbs/03b_ambience.ipynb #90eeac1f
 RECIPES: dict[str, tuple[dict, Callable]] = {
     "street": ({"hiss_db": (-10, -3), "car_rate": (0.06, 0.3), "car_db": (4, 14), "horn_rate": (0.0, 0.06), "horn_db": (0, 10)}, _street),
     "market": ({"voices": (8, 18), "rumble_db": (-15, -6), "call_rate": (0.05, 0.25), "call_db": (3, 10), "clink_rate": (0.05, 0.4), "clink_db": (-6, 2)}, _market),

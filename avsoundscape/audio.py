@@ -60,6 +60,8 @@ def decode_with_ffmpeg(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             chunks = [f.to_ndarray() for frame in container.decode(s) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray() for f in resampler.resample(None)]
             sr = s.rate
+    except AudioError:  # our own message already names the file and the problem
+        raise
     except (av.FFmpegError, ValueError) as e:  # PyAV: a ValueError for a stream it cannot set up (no channels...)
         raise AudioError(f"{path}: cannot decode audio, corrupt or truncated ({getattr(e, 'strerror', None) or e})") from None
     channels = s.layout.nb_channels

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .core import AvsError
@@ -119,57 +120,63 @@ class ConditionalDenoiser(nn.Module):
         self.null_audio_pooled = nn.Parameter(torch.zeros(d))
         self.null_image_pooled = nn.Parameter(torch.zeros(d))
 
-    def condition(self, audio=None, image=None, batch: int | None = None,
-                  drop_audio: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> Condition:
-        "The `Condition` of optional audio and image encoder outputs (`conditioning.CondOutput`): a missing modality, or one dropped per example (`drop_*`), gets the learned null tokens (and null room)."
-        for name, out in (("audio", audio), ("image", image)):
-            if out is not None and not hasattr(out, "tokens"):
-                raise AvsError(f"denoiser condition: give the {name} as a conditioning.CondOutput (tokens, pooled, mask, room), "
-                               f"not a {type(out).__name__}")
-        batch = batch or next(x.tokens.shape[0] for x in (audio, image) if x is not None)
-        ref = self.null_audio
+# %% ../nbs/07_diffusion.ipynb #4185237c
+@patch
+def condition(self: ConditionalDenoiser, audio=None, image=None, batch: int | None = None,
+              drop_audio: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> Condition:
+    "The `Condition` of optional audio and image encoder outputs (`conditioning.CondOutput`): a missing modality, or one dropped per example (`drop_*`), gets the learned null tokens (and null room)."
+    for name, out in (("audio", audio), ("image", image)):
+        if out is not None and not hasattr(out, "tokens"):
+            raise AvsError(f"denoiser condition: give the {name} as a conditioning.CondOutput (tokens, pooled, mask, room), "
+                           f"not a {type(out).__name__}")
+    batch = batch or next(x.tokens.shape[0] for x in (audio, image) if x is not None)
+    ref = self.null_audio
 
-        def side(out, null_tok, null_pool, drop):
-            tok, pool = null_tok.expand(batch, -1, -1), null_pool.expand(batch, -1)
-            real = torch.ones(batch, len(null_tok), dtype=torch.bool, device=ref.device)  # null tokens are real tokens
-            if out is None:
-                return tok, pool, real
-            if out.tokens.shape[1:] != null_tok.shape or out.pooled.shape[-1] != null_pool.shape[0]:
-                raise AvsError(f"condition tokens {tuple(out.tokens.shape)} / pooled {tuple(out.pooled.shape)} do not fit the denoiser "
-                               f"({tuple(null_tok.shape)} tokens, {null_pool.shape[0]}-d pooled)")
-            t, p, m = out.tokens.to(ref.dtype), out.pooled.to(ref.dtype), out.mask.to(ref.device).bool()
-            if drop is None:
-                return t, p, m
-            d = drop.to(ref.device).view(-1, 1)
-            return torch.where(d[..., None], tok, t), torch.where(d, pool, p), torch.where(d, real, m)
+    def side(out, null_tok, null_pool, drop):
+        tok, pool = null_tok.expand(batch, -1, -1), null_pool.expand(batch, -1)
+        real = torch.ones(batch, len(null_tok), dtype=torch.bool, device=ref.device)  # null tokens are real tokens
+        if out is None:
+            return tok, pool, real
+        if out.tokens.shape[1:] != null_tok.shape or out.pooled.shape[-1] != null_pool.shape[0]:
+            raise AvsError(f"condition tokens {tuple(out.tokens.shape)} / pooled {tuple(out.pooled.shape)} do not fit the denoiser "
+                           f"({tuple(null_tok.shape)} tokens, {null_pool.shape[0]}-d pooled)")
+        t, p, m = out.tokens.to(ref.dtype), out.pooled.to(ref.dtype), out.mask.to(ref.device).bool()
+        if drop is None:
+            return t, p, m
+        d = drop.to(ref.device).view(-1, 1)
+        return torch.where(d[..., None], tok, t), torch.where(d, pool, p), torch.where(d, real, m)
 
-        at, ap, am = side(audio, self.null_audio, self.null_audio_pooled, drop_audio)
-        it, ip, im = side(image, self.null_image, self.null_image_pooled, drop_image)
-        room = None
-        if self.reads_room:
-            room = self.null_room.expand(batch)
-            if audio is not None:
-                if audio.room is None:
-                    raise AvsError("this denoiser's prior reads the room from the audio encoder, which has no room reader "
-                                   "(conv_audio with room: true)")
-                r = audio.room.to(ref.dtype).reshape(batch)
-                room = r if drop_audio is None else torch.where(drop_audio.to(ref.device), room, r)
-        return Condition(tokens=torch.cat([at, it], 1), mask=torch.cat([am, im], 1), pooled=(ap + ip) / 2, room=room)
+    at, ap, am = side(audio, self.null_audio, self.null_audio_pooled, drop_audio)
+    it, ip, im = side(image, self.null_image, self.null_image_pooled, drop_image)
+    room = None
+    if self.reads_room:
+        room = self.null_room.expand(batch)
+        if audio is not None:
+            if audio.room is None:
+                raise AvsError("this denoiser's prior reads the room from the audio encoder, which has no room reader "
+                               "(conv_audio with room: true)")
+            r = audio.room.to(ref.dtype).reshape(batch)
+            room = r if drop_audio is None else torch.where(drop_audio.to(ref.device), room, r)
+    return Condition(tokens=torch.cat([at, it], 1), mask=torch.cat([am, im], 1), pooled=(ap + ip) / 2, room=room)
 
-    def prior_of(self, input_latent: torch.Tensor, cond: Condition) -> torch.Tensor:
-        "The acoustic prior of `input_latent` under `cond` (its global vector, and its room when the prior reads one)."
-        return self.prior(input_latent, cond.pooled, cond.room)
+# %% ../nbs/07_diffusion.ipynb #bcd7d0e8
+@patch
+def prior_of(self: ConditionalDenoiser, input_latent: torch.Tensor, cond: Condition) -> torch.Tensor:
+    "The acoustic prior of `input_latent` under `cond` (its global vector, and its room when the prior reads one)."
+    return self.prior(input_latent, cond.pooled, cond.room)
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor, cond: Condition,
-                prior: torch.Tensor | None = None) -> torch.Tensor:
-        "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior: computed here unless given) and the condition."
-        if self.prior is not None and prior is None:
-            prior = self.prior_of(input_latent, cond)
-        parts = [noisy, input_latent] + ([prior.detach()] if self.prior is not None else [])
-        x = torch.cat(parts, dim=1)
-        bias = (~cond.mask)[:, None].to(x.dtype) * -10000.0  # (B, 1, N): what diffusers makes of encoder_attention_mask
-        return self.unet(x, timesteps, encoder_hidden_states=cond.tokens, encoder_attention_mask=cond.mask,
-                         class_labels=cond.pooled, cross_attention_kwargs={"token_mask": bias}).sample
+
+@patch
+def forward(self: ConditionalDenoiser, noisy: torch.Tensor, timesteps: torch.Tensor, input_latent: torch.Tensor, cond: Condition,
+            prior: torch.Tensor | None = None) -> torch.Tensor:
+    "The UNet's prediction for `noisy` at `timesteps`, given the input latent (and its prior: computed here unless given) and the condition."
+    if self.prior is not None and prior is None:
+        prior = self.prior_of(input_latent, cond)
+    parts = [noisy, input_latent] + ([prior.detach()] if self.prior is not None else [])
+    x = torch.cat(parts, dim=1)
+    bias = (~cond.mask)[:, None].to(x.dtype) * -10000.0  # (B, 1, N): what diffusers makes of encoder_attention_mask
+    return self.unet(x, timesteps, encoder_hidden_states=cond.tokens, encoder_attention_mask=cond.mask,
+                     class_labels=cond.pooled, cross_attention_kwargs={"token_mask": bias}).sample
 
 # %% ../nbs/07_diffusion.ipynb #91034b7c
 SAMPLERS = ("dpmsolver++", "ddim")  # the samplers of `sample` ('ddpm' is the training schedule)
@@ -185,7 +192,7 @@ def make_scheduler(config: DenoiserConfig, sampler: str = "ddpm"):
         return DDPMScheduler(**kw)
     if sampler == "ddim":
         return DDIMScheduler(**kw, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
-    if sampler in ("dpmsolver++", "dpm"):
+    if sampler == "dpmsolver++":
         return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2,
                                            timestep_spacing="trailing")
     raise AvsError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
@@ -240,9 +247,9 @@ def sample(model: ConditionalDenoiser, input_latent: torch.Tensor, cond: Conditi
     x = (x * sched.init_noise_sigma).to(dtype)
     guided = guidance != 1.0
     if guided:
-        both = cond.cat((null if null is not None else model.condition(batch=B)).to(dtype))
-        inp2 = torch.cat([input_latent, input_latent])
-        prior2 = None if base is None else model.prior_of(inp2, both).to(dtype)  # once, not at every step
+        null = (null if null is not None else model.condition(batch=B)).to(dtype)
+        both, inp2 = cond.cat(null), torch.cat([input_latent, input_latent])
+        prior2 = None if base is None else torch.cat([base, model.prior_of(input_latent, null).to(dtype)])  # once, not at every step
     for t in sched.timesteps:
         xin = sched.scale_model_input(x, t)
         if guided:

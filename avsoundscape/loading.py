@@ -36,7 +36,7 @@ def load_pairs(pairs_dir: str | os.PathLike, split: str = "train", extra: tuple 
     out["files"] = files
     return out
 
-
+# %% ../nbs/04e_loading.ipynb #d5a3cb88
 def _cache_key(module, files) -> str:
     "Hash of a module (config and weights) and the shard files (name, size, mtime)."
     h = hashlib.sha1(json.dumps(module.config, sort_keys=True).encode())
@@ -79,7 +79,7 @@ def cached_features(encoder, inputs: torch.Tensor, files, cache_dir: str | os.Pa
         save_file({"seg": seg.contiguous(), "glob": glob.contiguous()}, str(tmp))
     return seg, glob
 
-
+# %% ../nbs/04e_loading.ipynb #990849d4
 class LatentPairs(torch.utils.data.Dataset):
     "Training examples: input and target latents, and the condition (audio and frame, or a frozen encoder's cached features); `augment` rings target and condition alike, and `encode` (waveform -> latent) then gives the target's latent."
 

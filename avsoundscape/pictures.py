@@ -250,7 +250,7 @@ def _move(d, kind, a, b, c, t, rng_state, S):
             y = r.uniform(a + 3, b)
             d.line([x, y, x + 4, y], fill=(170, 200, 230))
 
-
+# %% ../nbs/03d_pictures.ipynb #fb074928
 def render_frames(category: str, seconds: float, fps: float, rng: np.random.Generator, room_dims=None,
                   size: int = 128, margin: int = 8) -> np.ndarray:
     "The frames (uint8 (N, size, size, 3), N = seconds x fps) of a scene of `category`; rooms need `room_dims`."

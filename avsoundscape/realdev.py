@@ -143,7 +143,7 @@ def _square(img: np.ndarray, size: int = 128) -> torch.Tensor:
     crop = np.ascontiguousarray(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
     return torch.from_numpy(np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR)))
 
-
+# %% ../nbs/10d_realdev.ipynb #8c0525ec
 def build_scenes(seed: int = 0, scenes=SCENES, rt60_range=(0.3, 2.0)) -> list[RealScene]:
     "The realdev scenes, each with a room of measured materials drawn from `seed`."
     rng, out = np.random.default_rng(seed), []
@@ -160,7 +160,7 @@ def build_scenes(seed: int = 0, scenes=SCENES, rt60_range=(0.3, 2.0)) -> list[Re
                              [file_record(amb_src, amb_file), file_record(photo_src, photo_file)]))
     return out
 
-
+# %% ../nbs/10d_realdev.ipynb #52a8ef83
 def _wet(dry: np.ndarray, rir: np.ndarray, mask: np.ndarray, level: float) -> np.ndarray:
     wet = fftconvolve(dry.astype(np.float64), rir.astype(np.float64))[: len(dry)]
     return wet * level / max(active_rms(wet, mask), 1e-12)

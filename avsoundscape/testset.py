@@ -103,7 +103,7 @@ class _Video:
         frame = read_frames_at(self.root / self.meta["video"], [t + seconds / 2])[0]
         return torch.from_numpy(self.recording[a:a + n].copy()), frame
 
-
+# %% ../nbs/10b_testset.ipynb #e5ea4c03
 def condition_start(video: _Video, seconds: float, cond_seconds: float, rng: np.random.Generator) -> float:
     "A random start of the condition clip that leaves a free `seconds` stretch of ambient beside it."
     cands = [t for t in np.arange(0.0, video.duration - cond_seconds + 1e-9, 0.05)
@@ -116,11 +116,11 @@ def condition_start(video: _Video, seconds: float, cond_seconds: float, rng: np.
 
 def _others(videos: list, a: str, avoid: set, rng: np.random.Generator) -> list[str]:
     "Other videos than `a`, those of a category not in `avoid` first, in a seeded order."
-    rest = [v for v in videos if v != a]
+    rest = [v for v in videos if v.meta["video_id"] != a]
     pref = [v for v in rest if v.meta["category"] not in avoid] or rest
     return [pref[i].meta["video_id"] for i in rng.permutation(len(pref))]
 
-
+# %% ../nbs/10b_testset.ipynb #c753db28
 def build_cases(root: str | os.PathLike, split: str = "test", per_video: int = 4, seconds: float = 4.0,
                 cond_seconds: float = 2.56, seed: int = 0, enhancer=None, context: float = 2.0,
                 workers: int = 1) -> list[TestCase]:
