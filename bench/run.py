@@ -69,7 +69,7 @@ def choose(points: list[dict]) -> dict:
 def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
     md = [f"Measured by `make bench` on {meta['date']} (commit {meta['commit'][:10]}): {meta['machine']}. "
           f"Figures are the median [min-max] of several runs.", ""]
-    md += [f"**Stylization speed** (default model, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
+    md += [f"**Stylization speed** (default model, latent render, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
            "real-time factor = seconds of compute per second of audio; the reference drives the same weights with a plain "
            f"diffusers-style loop; outputs equal to {sp['equal_outputs']['max_abs_diff']:.1e}):", "",
            "| device | input | ours RTF | reference RTF | speed-up | ours peak RSS | reference peak RSS |",
@@ -77,8 +77,8 @@ def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
     for r in sp["inputs"]:
         md.append(f"| {r.get('device', 'cpu')} | {r['audio_seconds']:g} s | {fmt(r['ours']['rtf'])} | {fmt(r['reference']['rtf'])} | "
                   f"{r['speedup']:.2f}x | {r['ours']['peak_rss_mb']:.0f} MB | {r['reference']['peak_rss_mb']:.0f} MB |")
-    md += ["", f"**Sampler steps against quality** ({q['cases']} cross-scene test cases, mean ± 95 % CI; "
-           f"seconds for all cases):", "", "| sampler | steps | RT60 err (s) | ambient dist (dB) | log-mel L1 (dB) | seconds |",
+    md += ["", f"**Sampler steps against quality** ({q['cases']} cross-scene test cases, {q.get('render', 'default')} render, "
+           f"guidance {q['guidance']:g}, mean ± 95 % CI; seconds for all cases):", "", "| sampler | steps | RT60 err (s) | ambient dist (dB) | log-mel L1 (dB) | seconds |",
            "|---|---|---|---|---|---|"]
     for p in q["points"]:
         cell = lambda k: f"{p[k]['mean']:.3f} ± {p[k]['ci95']:.3f}"

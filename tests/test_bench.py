@@ -57,7 +57,7 @@ def test_tables_and_readme_section(tmp_path):
           "inputs": [{"audio_seconds": 10.24, "speedup": 1.6,
                       **{m: {"rtf": {"median": r, "min": r, "max": r, "runs": 3}, "peak_rss_mb": 700.0} for m, r in
                          (("ours", 0.5), ("reference", 0.8))}}]}
-    q = {"cases": 12, "points": [point("dpmsolver++", 10, 0.5, 7.0, 8.0)]}
+    q = {"cases": 12, "guidance": 2.0, "render": "latent", "points": [point("dpmsolver++", 10, 0.5, 7.0, 8.0)]}
     q["choice"] = choose(q["points"])
     th = {"training_examples_per_s": {"ldm": [40.0, 42.0, 41.0]}, "data_video_s_per_cpu_s": {"prepare_gated": [9.0, 10.0]}}
     mem = {"long": [{"audio_seconds": 600.0, "steps": 2, "peak_rss_mb": v} for v in (900.0, 910.0, 905.0)],
@@ -65,6 +65,7 @@ def test_tables_and_readme_section(tmp_path):
     md = tables({"date": "2026-11-30", "commit": "0123456789abcdef", "machine": "2 CPU cores"}, sp, q, th, mem)
     assert "| cpu | 10.24 s | 0.50 [0.50-0.50] | 0.80 [0.80-0.80] | 1.60x |" in md and "Chosen: **dpmsolver++, 10 steps**" in md
     assert "10 minutes" in md and "41.0 [40.0-42.0] examples/s" in md and "905 [900-910] MB" in md
+    assert "(12 cross-scene test cases, latent render, guidance 2, mean" in md  # the render the sweep measured
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
     put_section(readme, md)
