@@ -120,7 +120,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor, ridge: float = 1e-4) -> f
 # %% ../nbs/11a_evaluate.ipynb #74732e64
 def slug(name: str) -> str:
     "A file-name-safe form of a method name."
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-").replace("--", "-")
+    return "-".join(w for w in "".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
 
 
 def run_methods(cases: list[TestCase], methods: dict[str, Method], inputs: dict[str, Callable], estimator,

@@ -141,7 +141,7 @@ def _square(img: np.ndarray, size: int = 128) -> torch.Tensor:
     h, w, _ = img.shape
     s = min(h, w)
     crop = np.ascontiguousarray(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
-    return torch.from_numpy(np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR)))
+    return torch.from_numpy(np.array(Image.fromarray(crop).resize((size, size), Image.BILINEAR)))  # a writable copy
 
 # %% ../nbs/10d_realdev.ipynb #8c0525ec
 def build_scenes(seed: int = 0, scenes=SCENES, rt60_range=(0.3, 2.0)) -> list[RealScene]:

@@ -185,6 +185,10 @@ def draw_speakers(rng: np.random.Generator, split: str, count: int | None = None
     count = int(rng.integers(1, 4)) if count is None else count
     pool = [v for v in voices_for(split) if real or v.engine != "recorded"]
     engines = list(ENGINE_WEIGHTS)
+    drawable = [v for v in pool if ENGINE_WEIGHTS.get(v.engine, 0) > 0]
+    if count > len(drawable):  # the draw below would never end
+        raise AvsError(f"speakers: {count} distinct voices wanted, the {split!r} pool has {len(drawable)}"
+                       + ("" if real else " without recorded ones"))
     out, used = [], set()
     while len(out) < count:
         eng = engines[rng.choice(len(engines), p=list(ENGINE_WEIGHTS.values()))]
