@@ -52,7 +52,7 @@ def speed(runs: int, devices: list[str]) -> dict:
                                "threads": r["threads"], **({"peak_gpu_mb": r["peak_gpu_mb"]} if "peak_gpu_mb" in r else {})}
             row["speedup"] = row["reference"]["wall_s"]["median"] / row["ours"]["wall_s"]["median"]
             res["inputs"].append(row)
-    res.update({k: r[k] for k in ("steps", "guidance", "sampler")})
+    res.update({k: r[k] for k in ("steps", "guidance", "sampler", "render")})
     return res
 
 
@@ -69,7 +69,7 @@ def choose(points: list[dict]) -> dict:
 def tables(meta: dict, sp: dict, q: dict, th: dict, mem: dict) -> str:
     md = [f"Measured by `make bench` on {meta['date']} (commit {meta['commit'][:10]}): {meta['machine']}. "
           f"Figures are the median [min-max] of several runs.", ""]
-    md += [f"**Stylization speed** (default model, latent render, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
+    md += [f"**Stylization speed** (default model, {sp['render']} render, {sp['steps']} {sp['sampler']} steps, guidance {sp['guidance']:g}; "
            "real-time factor = seconds of compute per second of audio; the reference drives the same weights with a plain "
            f"diffusers-style loop; outputs equal to {sp['equal_outputs']['max_abs_diff']:.1e}):", "",
            "| device | input | ours RTF | reference RTF | speed-up | ours peak RSS | reference peak RSS |",

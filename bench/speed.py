@@ -12,6 +12,7 @@ import torch
 from inputs import scene, speech
 
 STEPS, GUIDANCE, SAMPLER = 25, 2.0, "dpmsolver++"
+RENDER = "latent"  # the render the reference loop reproduces: sampled latent, vocoded
 
 
 def peak_rss_mb() -> float:
@@ -39,7 +40,7 @@ def run(method: str, seconds: float, runs: int, device: str = "cpu", checkpoint:
     from reference import reference_stylize
 
     st, x, (audio, frame) = load(checkpoint, device), speech(seconds), scene()
-    go = {"ours": lambda: st.stylize(x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0, render="latent"),
+    go = {"ours": lambda: st.stylize(x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0, render=RENDER),
           "reference": lambda: reference_stylize(st, x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0)}[method]
     times = []
     for _ in range(runs):
@@ -49,7 +50,7 @@ def run(method: str, seconds: float, runs: int, device: str = "cpu", checkpoint:
         assert out.shape == x.shape and torch.isfinite(out).all()
     gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if st.device.type == "cuda" else {}
     return {"method": method, "device": str(st.device), "audio_seconds": seconds, "steps": STEPS, "guidance": GUIDANCE,
-            "sampler": SAMPLER, "threads": torch.get_num_threads(), "wall_s": times, "rtf": [t / seconds for t in times],
+            "sampler": SAMPLER, "render": RENDER, "threads": torch.get_num_threads(), "wall_s": times, "rtf": [t / seconds for t in times],
             "peak_rss_mb": peak_rss_mb(), **gpu}
 
 
@@ -60,7 +61,7 @@ def equal_outputs(seconds: float, checkpoint: str | None = None) -> dict:
     st, x, (audio, frame) = load(checkpoint), speech(seconds), scene()
     st.vocoder = MelProbe()
     # the stream: what `stylize` returns before its one full-scale gain (the probe's "audio" is mel values, far beyond 1)
-    a = torch.cat(list(st.stream(x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0, render="latent")))
+    a = torch.cat(list(st.stream(x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0, render=RENDER)))
     b = reference_stylize(st, x, audio, frame, STEPS, GUIDANCE, SAMPLER, seed=0)
     return {"audio_seconds": seconds, "max_abs_diff": float((a - b).abs().max()), "scale": float(b.abs().max())}
 

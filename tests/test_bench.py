@@ -53,7 +53,7 @@ def test_choice_is_the_fewest_steps_within_the_best_ci():
 
 
 def test_tables_and_readme_section(tmp_path):
-    sp = {"steps": 25, "sampler": "dpmsolver++", "guidance": 2.0, "equal_outputs": {"max_abs_diff": 3e-7},
+    sp = {"steps": 25, "sampler": "dpmsolver++", "guidance": 2.0, "render": "latent", "equal_outputs": {"max_abs_diff": 3e-7},
           "inputs": [{"audio_seconds": 10.24, "speedup": 1.6,
                       **{m: {"rtf": {"median": r, "min": r, "max": r, "runs": 3}, "peak_rss_mb": 700.0} for m, r in
                          (("ours", 0.5), ("reference", 0.8))}}]}
@@ -66,6 +66,7 @@ def test_tables_and_readme_section(tmp_path):
     assert "| cpu | 10.24 s | 0.50 [0.50-0.50] | 0.80 [0.80-0.80] | 1.60x |" in md and "Chosen: **dpmsolver++, 10 steps**" in md
     assert "10 minutes" in md and "41.0 [40.0-42.0] examples/s" in md and "905 [900-910] MB" in md
     assert "(12 cross-scene test cases, latent render, guidance 2, mean" in md  # the render the sweep measured
+    assert "(default model, latent render, 25 dpmsolver++ steps, guidance 2;" in md  # the render the speed runs timed
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{START}\nold\n{END}\ntail\n")
     put_section(readme, md)
